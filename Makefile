@@ -1,0 +1,44 @@
+# Thin wrapper over CMake. Targets:
+#   make            build build/deepseek (Release, -O3)
+#   make run        install missing deps, build, run the main job on the default model
+#   make test       install missing deps, build, run every test (ctest)
+#   make test SANITIZE=1   the same with ASan+UBSan, in build-sanitize/
+#   make bench      throughput benchmarks (not tests: they print figures)
+#   make clean
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+  BUILD := build-sanitize
+  CMAKE_FLAGS := -DDS_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+else
+  BUILD := build
+  CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Release
+endif
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+DS := $(BUILD)/deepseek
+RUN_MODEL := $(BUILD)/models/tiny
+
+.PHONY: all build deps run test bench clean
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Until the tokenizer and the shipped model exist, the main job makes a small
+# random-weight model and generates token ids from it: the whole load/forward/sample path.
+run: deps build
+	@test -f $(RUN_MODEL)/config.json || $(DS) init --preset tiny -o $(RUN_MODEL) --seed 1
+	$(DS) info -m $(RUN_MODEL)
+	$(DS) generate -m $(RUN_MODEL) --ids 0,17,42 -n 32 --temp 0.8 --top-p 0.95 --seed 7
+
+test: deps build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: deps build
+	@sh bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-sanitize

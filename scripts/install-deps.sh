@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages the build and the tests need, only when missing.
+# Idempotent; uses sudo only when not already root. Usage: scripts/install-deps.sh [--test]
+set -eu
+
+pkgs="build-essential cmake pkg-config libcjson-dev libopenblas-openmp-dev libcmocka-dev libpcre2-dev"
+if [ "${1:-}" = "--test" ]; then
+  pkgs="$pkgs python3"
+fi
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing"
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+$sudo apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,56 @@
+// Forward kernels on plain f32 buffers (backward kernels join them for training).
+// Shapes are in the comments; N is the number of tokens in the flat batch.
+#pragma once
+#include <stdint.h>
+#include "tensor/tensor.h"
+
+// ---- matmul: y = x W^T -------------------------------------------------------------
+// inp is (N, IN) f32, w is (OUT, IN) in any storage dtype, out is (N, OUT) f32.
+// f32 weights with N >= DS_GEMM_MIN_N go to OpenBLAS sgemm; other dtypes with N >= DS_GEMM_MIN_N
+// are converted in tiles of DS_GEMM_TILE_ROWS rows into `work` and multiplied with sgemm
+// (work may be NULL, then the row-wise path is used). Small N: OpenMP over output rows with a
+// fused convert+dot. Must not be called from inside an OpenMP parallel region.
+#define DS_GEMM_MIN_N 4
+#define DS_GEMM_TILE_ROWS 256
+void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, float *work);
+// Floats of `work` matmul_forward may use for a weight with `in` columns.
+static inline int64_t matmul_work_floats(int64_t in) { return (int64_t)DS_GEMM_TILE_ROWS * in; }
+// Single-threaded reference for tests: same result up to summation order.
+void matmul_forward_naive(float *out, const float *inp, const ds_tensor *w, int N);
+// Row-wise dot products of rows [r0, r1) of w with one vector x (IN): y[r - r0].
+// Serial; for callers that parallelise themselves (attention heads, experts).
+void matvec_rows(float *y, const ds_tensor *w, int64_t r0, int64_t r1, const float *x);
+// y (IN) += sum over rows r in [r0, r1) of a[r - r0] * w[r, :]   (transposed matvec, serial)
+void matvec_t_rows_acc(float *y, const ds_tensor *w, int64_t r0, int64_t r1, const float *a);
+
+// ---- elementwise / norms -----------------------------------------------------------
+// inp is (N, C), weight is (C), out is (N, C). out may alias inp.
+// y = w * x / sqrt(mean(x^2) + eps), all in f32. `stride` is the row stride of inp and out
+// (>= C), so a norm can apply to the first C values of wider rows.
+void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, int64_t stride, float eps);
+// out (N, C) = silu(gate) * up, gate/up (N, C). out may alias gate.
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
+// In-place softmax of x (n) in f32 (max-subtracted).
+void softmax_forward(float *x, int n);
+float dot_f32(const float *a, const float *b, int64_t n);
+void axpy_f32(float *y, float a, const float *x, int64_t n); // y += a x
+
+// ---- RoPE with YaRN -----------------------------------------------------------------
+typedef struct {
+    int dim;                 // rotary dims (qk_rope_head_dim), even
+    float theta;             // rope_theta
+    int yarn;                // 1 if rope_scaling type yarn
+    float factor;            // scaling factor
+    int orig_max_pos;        // original_max_position_embeddings
+    float beta_fast, beta_slow;
+    float mscale, mscale_all_dim;
+} rope_params;
+// inv_freq (dim/2) as in the architecture page, section 4.2 (YaRN blend when yarn).
+void rope_inv_freq(float *inv_freq, const rope_params *p);
+// Multiplier on the softmax scale: get_mscale(factor, mscale_all_dim)^2 (1 without yarn).
+float rope_softmax_mscale2(const rope_params *p);
+// cos/sin multiplier: get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim).
+float rope_cos_sin_mscale(const rope_params *p);
+// Rotates consecutive pairs (x[2i], x[2i+1]) by angle pos * inv_freq[i]; x has dim values,
+// `mscale` multiplies cos and sin.
+void rope_forward(float *x, int dim, int pos, const float *inv_freq, float mscale);

@@ -1,0 +1,120 @@
+#include <math.h>
+#include <string.h>
+
+#include "tensor/tensor.h"
+
+static const char *const dtype_names[DS_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3"};
+static const size_t dtype_sizes[DS_DTYPE_COUNT] = {4, 2, 2, 1};
+
+const char *ds_dtype_name(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_names[t] : "?"; }
+
+int ds_dtype_from_name(const char *s) {
+    for (int i = 0; i < DS_DTYPE_COUNT; i++)
+        if (strcmp(s, dtype_names[i]) == 0) return i;
+    return -1;
+}
+
+size_t ds_dtype_size(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_sizes[t] : 0; }
+
+int64_t ds_tensor_numel(const ds_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+float ds_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t ds_f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1); // round to nearest even
+    return (uint16_t)(u >> 16);
+}
+
+float ds_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0) { // zero / subnormal: man * 2^-24
+        float v = ldexpf((float)man, -24);
+        return sign ? -v : v;
+    }
+    if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13));
+    return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+uint16_t ds_f32_to_f16(float f) {
+    uint32_t u = f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    float a = fabsf(f);
+    if (isnan(f)) return sign | 0x7e00;
+    if (a >= 65520.0f) return sign | 0x7c00; // rounds to inf
+    if (a < 6.103515625e-05f) { // subnormal range: quantum 2^-24
+        float q = nearbyintf(a * 16777216.0f); // default rounding mode is nearest-even
+        return sign | (uint16_t)q;
+    }
+    uint32_t au = f32_bits(a);
+    uint32_t exp = (au >> 23) - 112, man = au & 0x7fffff;
+    uint32_t h = (exp << 10) | (man >> 13);
+    uint32_t rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return sign | (uint16_t)h;
+}
+
+float ds_fp8_to_f32(uint8_t b) {
+    int s = b >> 7, e = (b >> 3) & 0xf, m = b & 7;
+    float v;
+    if (e == 15 && m == 7) return NAN;
+    if (e == 0) v = ldexpf((float)m / 8.0f, -6);
+    else v = ldexpf(1.0f + (float)m / 8.0f, e - 7);
+    return s ? -v : v;
+}
+
+// Round to nearest even among the 254 finite e4m3 values, saturating at +-448.
+uint8_t ds_f32_to_fp8(float f) {
+    if (isnan(f)) return 0x7f;
+    uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    if (a >= 448.0f) return sign | 0x7e;
+    // Binary search over the monotone positive codes 0x00..0x7e.
+    int lo = 0, hi = 0x7e;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (ds_fp8_to_f32((uint8_t)mid) <= a) lo = mid; else hi = mid;
+    }
+    float vlo = ds_fp8_to_f32((uint8_t)lo), vhi = ds_fp8_to_f32((uint8_t)hi);
+    int pick;
+    if (a - vlo < vhi - a) pick = lo;
+    else if (a - vlo > vhi - a) pick = hi;
+    else pick = (lo & 1) ? hi : lo;
+    return sign | (uint8_t)pick;
+}
+
+void ds_tensor_row_to_f32(const ds_tensor *t, int64_t r, float *out) {
+    int64_t cols = ds_tensor_cols(t);
+    switch (t->dtype) {
+    case DS_F32: memcpy(out, (const float *)t->data + r * cols, (size_t)cols * 4); break;
+    case DS_BF16: {
+        const uint16_t *p = (const uint16_t *)t->data + r * cols;
+        for (int64_t c = 0; c < cols; c++) out[c] = ds_bf16_to_f32(p[c]);
+    } break;
+    case DS_F16: {
+        const uint16_t *p = (const uint16_t *)t->data + r * cols;
+        for (int64_t c = 0; c < cols; c++) out[c] = ds_f16_to_f32(p[c]);
+    } break;
+    case DS_F8_E4M3: {
+        const uint8_t *p = (const uint8_t *)t->data + r * cols;
+        int64_t scols = (cols + DS_FP8_BLOCK - 1) / DS_FP8_BLOCK;
+        const float *srow = t->scale + (r / DS_FP8_BLOCK) * scols;
+        for (int64_t c = 0; c < cols; c++) out[c] = ds_fp8_to_f32(p[c]) * srow[c / DS_FP8_BLOCK];
+    } break;
+    default: break;
+    }
+}
+
+void ds_tensor_rows_to_f32(const ds_tensor *t, int64_t r0, int64_t n, float *out) {
+    int64_t cols = ds_tensor_cols(t);
+    for (int64_t i = 0; i < n; i++) ds_tensor_row_to_f32(t, r0 + i, out + i * cols);
+}

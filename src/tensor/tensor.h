@@ -1,0 +1,49 @@
+// Storage types and the read-only tensor view the kernels consume.
+// Storage types are not compute types: every kernel converts to f32 and accumulates in f32.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DS_F32 = 0,
+    DS_BF16,
+    DS_F16,
+    DS_F8_E4M3, // float8_e4m3fn; matrices carry 128x128 block scales (weight_scale_inv)
+    DS_DTYPE_COUNT
+} ds_dtype;
+
+#define DS_FP8_BLOCK 128
+
+// A view of weights living elsewhere (mmapped file or an owned buffer).
+// Matrices are (rows, cols) row-major = (out, in) as in HF checkpoints.
+// For DS_F8_E4M3, `scale` is f32 (ceil(rows/128), ceil(cols/128)) and the real value of
+// element (r, c) is fp8(data[r][c]) * scale[r/128][c/128].
+typedef struct {
+    ds_dtype dtype;
+    int ndim;           // 1 or 2 for weights
+    int64_t shape[4];
+    const void *data;
+    const float *scale; // fp8 only
+    const char *name;   // HF name, for error messages (may be NULL)
+} ds_tensor;
+
+const char *ds_dtype_name(ds_dtype t);        // "F32", "BF16", "F16", "F8_E4M3"
+int ds_dtype_from_name(const char *s);         // -1 if unknown
+size_t ds_dtype_size(ds_dtype t);              // bytes per element
+int64_t ds_tensor_numel(const ds_tensor *t);
+static inline int64_t ds_tensor_rows(const ds_tensor *t) { return t->ndim == 1 ? 1 : t->shape[0]; }
+static inline int64_t ds_tensor_cols(const ds_tensor *t) { return t->shape[t->ndim - 1]; }
+
+// Scalar conversions (exact; f32 -> bf16/f16/fp8 round to nearest even, fp8 saturates at 448).
+float ds_bf16_to_f32(uint16_t h);
+uint16_t ds_f32_to_bf16(float f);
+float ds_f16_to_f32(uint16_t h);
+uint16_t ds_f32_to_f16(float f);
+float ds_fp8_to_f32(uint8_t b);
+uint8_t ds_f32_to_fp8(float f);
+
+// Converts row r (all cols) of a matrix, or a whole 1-D tensor when ndim==1 and r==0, to f32,
+// applying fp8 block scales. out has cols elements.
+void ds_tensor_row_to_f32(const ds_tensor *t, int64_t r, float *out);
+// Converts rows [r0, r0+n) to f32 into out (n, cols).
+void ds_tensor_rows_to_f32(const ds_tensor *t, int64_t r0, int64_t n, float *out);
