@@ -1,0 +1,109 @@
+#include "cli/cli.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+volatile int cli_interrupted = 0;
+
+int cli_fail(const char *cmd, ds_status st, const ds_error *err) {
+    fprintf(stderr, "deepseek %s: %s\n", cmd, err->msg[0] ? err->msg : ds_status_name(st));
+    return ds_status_exit_code(st);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "deepseek %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see deepseek %s --help)\n", cmd);
+    va_end(ap);
+    return 1;
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, double lo, double hi, double *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_ids(const char *s, int **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    if (!s || !*s) return false;
+    int cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int *v = malloc((size_t)cap * sizeof(int));
+    if (!v) return false;
+    const char *p = s;
+    int k = 0;
+    while (1) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > 2147483647L || (*end && *end != ',')) { free(v); return false; }
+        v[k++] = (int)x;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *ids = v;
+    *n = k;
+    return true;
+}
+
+void cli_set_threads(int n) {
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missing) {
+    const char *a = argv[*i];
+    size_t len = strlen(name);
+    if (strncmp(a, name, len) != 0) return NULL;
+    if (a[len] == '=') return a + len + 1;
+    if (a[len] != 0) return NULL;
+    if (*i + 1 >= argc) { *missing = true; return NULL; }
+    return argv[++*i];
+}
+
+static void cli_on_signal(int sig) {
+    (void)sig;
+    if (cli_interrupted) _exit(130); // a second Ctrl-C leaves at once
+    cli_interrupted = 1;
+}
+
+void cli_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,34 @@
+// Shared helpers of the deepseek subcommands (one file per subcommand, git-style).
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "base/status.h"
+
+int cmd_init(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+
+// Prints "deepseek <cmd>: <message>" to stderr and returns the exit code for the status.
+int cli_fail(const char *cmd, ds_status st, const ds_error *err);
+// Prints a usage error and returns 1.
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Strict number parsing: the whole string must be a number in [lo, hi].
+bool cli_parse_int(const char *s, long lo, long hi, long *out);
+bool cli_parse_float(const char *s, double lo, double hi, double *out);
+// "0,17,42" -> malloc'd ids; false on an empty list, a non-number or a negative id.
+bool cli_parse_ids(const char *s, int **ids, int *n);
+
+// Sets OpenMP and OpenBLAS thread counts (the process-wide runtime).
+void cli_set_threads(int n);
+
+// Option matching: returns the value for "--name VALUE" or "--name=VALUE" and advances *i;
+// NULL if argv[*i] is not this option. Sets *missing when the value is absent.
+const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missing);
+
+// Set by SIGINT/SIGTERM: long loops poll it and stop cleanly. The only process-wide mutable
+// state besides the thread counts.
+extern volatile int cli_interrupted;
+void cli_install_signals(void);
+double cli_now(void); // monotonic seconds

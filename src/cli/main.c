@@ -1,0 +1,37 @@
+// deepseek: one binary, git-style subcommands; each lives in its own cmd_*.c file.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"init", cmd_init, "write a random-weight checkpoint (HF layout) from a preset"},
+    {"info", cmd_info, "architecture, parameter counts, bytes per token, planned memory"},
+    {"logits", cmd_logits, "write the logits of every position of a token sequence as .npy"},
+    {"generate", cmd_generate, "generate token ids from prompt ids"},
+};
+
+static void main_usage(FILE *f) {
+    fprintf(f, "usage: deepseek <command> [options]   (deepseek <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { main_usage(stderr); return 1; }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        main_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "deepseek: unknown command '%s'\n", argv[1]);
+    main_usage(stderr);
+    return 1;
+}

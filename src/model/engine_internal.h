@@ -1,0 +1,75 @@
+// Engine internals shared by engine.c (planning, top level), mla.c and moe.c.
+#pragma once
+#include "model/engine.h"
+
+// Tokens of one sequence within the current batch.
+typedef struct {
+    int seq;        // slot
+    int start;      // cache length before this call
+    int n;          // new tokens
+    int *tok;       // indices into the batch (n)
+} eng_seq_group;
+
+struct ds_engine {
+    const ds_model *m;
+    ds_engine_limits lim;
+    int n_threads;
+    int n_cache_layers;  // L + has_mtp
+    int64_t lat_dim;     // dc + dr values cached per token per layer
+    float softmax_scale;
+    float rope_mscale;   // cos/sin multiplier
+    float *inv_freq;     // (dr/2)
+
+    // latent cache: [layer][slot][pos][dc+dr]; normalised latent then rotated k_pe
+    float *cache;
+    int *seq_len;        // (max_seqs) main model positions cached
+    int *mtp_len;        // (max_seqs)
+
+    // activations, N = max_tokens rows
+    float *x;            // (N, D) residual stream
+    float *xn;           // (N, D) normalised input of a sub-block
+    float *hidden;       // (N, D) final hidden after model.norm
+    float *out;          // (N, D) sub-block output
+    float *qa;           // (N, dq)
+    float *q;            // (N, H*(dn+dr))
+    float *kva;          // (N, dc+dr)
+    float *att;          // (N, H*dv)
+    float *ffn_g;        // (N, F) F = max(I, S*MI, MI)
+    float *ffn_u;        // (N, F)
+    float *xe;           // (N, D) tokens gathered for one expert
+    float *ye;           // (N, D)
+    float *cat;          // (N, 2D) MTP input
+    float *logit_rows;   // (max_logits, D) hidden rows gathered for lm_head
+    float *router;       // (N, E) router logits, then scores
+    int *topk_idx;       // (N, K)
+    float *topk_w;       // (N, K)
+    int *exp_count;      // (E)
+    int *exp_start;      // (E+1)
+    int *exp_tok;        // (N*K) token of each (expert, slot) pair, grouped by expert
+    float *exp_w;        // (N*K)
+
+    // scratch
+    float *gemm_work;    // DS_GEMM_TILE_ROWS * max in-dim
+    float *kv_full;      // (max_ctx, H*(dn+dv)) naive-attention K_nope|V per head
+    float *lat_rows;     // (max_ctx, dc) contiguous latents for the naive decompression
+    float *thread_scratch; // n_threads * (2*dc + max_ctx)
+    int64_t thread_scratch_stride;
+
+    // batch bookkeeping
+    eng_seq_group *groups;
+    int n_groups;
+    int *group_tok;      // (N)
+
+    void *slab;          // every float/int buffer above lives here
+};
+
+// Sub-blocks; xn (N, D) in, e->out (N, D) out. `layer` indexes the cache (L = MTP).
+void mla_forward(ds_engine *e, const ds_block *b, int layer, const ds_batch *batch);
+void ffn_forward(ds_engine *e, const ds_block *b, int n);
+// Routing of one token: router logits (E) -> chosen experts idx (K) and weights w (K).
+// scores, sel: (E) scratch. bias may be NULL.
+void moe_route_topk(const ds_config *c, const float *bias, const float *logits, float *scores, float *sel, int *idx, float *w);
+
+static inline float *eng_cache_row(const ds_engine *e, int layer, int seq, int pos) {
+    return e->cache + (((int64_t)layer * e->lim.max_seqs + seq) * e->lim.max_ctx + pos) * e->lat_dim;
+}

@@ -1,0 +1,117 @@
+// Multi-head Latent Attention (architecture page, sections 3.3-3.4).
+// Every token's normalised latent cn (dc) and rotated k_pe (dr) go to the cache first, then
+// each query attends over its sequence's cache up to its own position, in one of two forms:
+//   naive:    k_nope|v = kv_b_proj @ cn for every cached position, then ordinary attention
+//   absorbed: q_abs = W_UK^T q_nope, scores against cn directly, o = W_UV (sum_j p_j cn_j)
+// Both compute the same function; the engine picks the cheaper one per sequence.
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "model/engine_internal.h"
+
+// Projections, latent norm and RoPE; writes the cache rows of the batch's tokens.
+// q is (N, H*(dn+dr)), kva is (N, dc+dr).
+static void mla_project(ds_engine *e, const ds_block *b, int layer, const ds_batch *batch) {
+    const ds_config *c = &e->m->cfg;
+    int N = batch->n, H = c->num_attention_heads;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dc = c->kv_lora_rank;
+    int dqk = dn + dr;
+    if (c->q_lora_rank > 0) {
+        matmul_forward(e->qa, e->xn, &b->q_a, N, e->gemm_work);
+        rmsnorm_forward(e->qa, e->qa, b->q_a_norm, N, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps);
+        matmul_forward(e->q, e->qa, &b->q_b, N, e->gemm_work);
+    } else {
+        matmul_forward(e->q, e->xn, &b->q, N, e->gemm_work);
+    }
+    matmul_forward(e->kva, e->xn, &b->kv_a, N, e->gemm_work);
+    // Only the latent part is normalised; k_pe is rotated, never normalised.
+    rmsnorm_forward(e->kva, e->kva, b->kv_a_norm, N, dc, e->lat_dim, c->rms_norm_eps);
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        int pos = batch->pos[i];
+        float *kv = e->kva + (int64_t)i * e->lat_dim;
+        rope_forward(kv + dc, dr, pos, e->inv_freq, e->rope_mscale);
+        for (int h = 0; h < H; h++)
+            rope_forward(e->q + ((int64_t)i * H + h) * dqk + dn, dr, pos, e->inv_freq, e->rope_mscale);
+        memcpy(eng_cache_row(e, layer, batch->seq[i], pos), kv, (size_t)e->lat_dim * sizeof(float));
+    }
+}
+
+// Absorbed attention for one (token, head): reads only the latent cache.
+static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int seq, int pos, int h,
+                                const float *qh, float *oh, float *scratch) {
+    const ds_config *c = &e->m->cfg;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
+    int64_t r0 = (int64_t)h * (dn + dv); // W_UK rows [r0, r0+dn), W_UV rows [r0+dn, r0+dn+dv)
+    float *q_abs = scratch, *lat = scratch + dc, *sc = scratch + 2 * dc;
+    memset(q_abs, 0, (size_t)dc * sizeof(float));
+    matvec_t_rows_acc(q_abs, &b->kv_b, r0, r0 + dn, qh);
+    const float *q_pe = qh + dn;
+    for (int j = 0; j <= pos; j++) {
+        const float *row = eng_cache_row(e, layer, seq, j);
+        sc[j] = e->softmax_scale * (dot_f32(q_abs, row, dc) + dot_f32(q_pe, row + dc, dr));
+    }
+    softmax_forward(sc, pos + 1);
+    memset(lat, 0, (size_t)dc * sizeof(float));
+    for (int j = 0; j <= pos; j++) axpy_f32(lat, sc[j], eng_cache_row(e, layer, seq, j), dc);
+    matvec_rows(oh, &b->kv_b, r0 + dn, r0 + dn + dv, lat);
+}
+
+// Naive attention for one (token, head) against decompressed K_nope|V rows in kv_full.
+static void mla_attend_naive(ds_engine *e, int layer, int seq, int pos, int h,
+                             const float *qh, float *oh, float *scratch) {
+    const ds_config *c = &e->m->cfg;
+    int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
+    int64_t kv_stride = (int64_t)c->num_attention_heads * (dn + dv);
+    const float *kv = e->kv_full + (int64_t)h * (dn + dv);
+    float *sc = scratch + 2 * dc;
+    for (int j = 0; j <= pos; j++) {
+        const float *k_pe = eng_cache_row(e, layer, seq, j) + dc;
+        sc[j] = e->softmax_scale * (dot_f32(qh, kv + j * kv_stride, dn) + dot_f32(qh + dn, k_pe, dr));
+    }
+    softmax_forward(sc, pos + 1);
+    memset(oh, 0, (size_t)dv * sizeof(float));
+    for (int j = 0; j <= pos; j++) axpy_f32(oh, sc[j], kv + j * kv_stride + dn, dv);
+}
+
+// Multiply-adds of each form for a sequence with n new tokens and ctx cached positions.
+static int mla_prefers_naive(const ds_engine *e, int n, int ctx) {
+    const ds_config *c = &e->m->cfg;
+    double H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    double dv = c->v_head_dim, dc = c->kv_lora_rank;
+    double naive = ctx * H * (dn + dv) * dc + n * (double)ctx * H * (dn + dr + dv);
+    double absorbed = n * H * ((dn + dv) * dc + ctx * (2 * dc + dr));
+    return naive < absorbed;
+}
+
+static void mla_attend_group(ds_engine *e, const ds_block *b, int layer, const ds_batch *batch,
+                             const eng_seq_group *g) {
+    const ds_config *c = &e->m->cfg;
+    int H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    int dv = c->v_head_dim, dc = c->kv_lora_rank;
+    int ctx = g->start + g->n;
+    int naive = e->lim.attn == DS_ATTN_NAIVE ||
+                (e->lim.attn == DS_ATTN_AUTO && mla_prefers_naive(e, g->n, ctx));
+    if (naive) {
+        for (int j = 0; j < ctx; j++)
+            memcpy(e->lat_rows + (int64_t)j * dc, eng_cache_row(e, layer, g->seq, j), (size_t)dc * sizeof(float));
+        matmul_forward(e->kv_full, e->lat_rows, &b->kv_b, ctx, e->gemm_work);
+    }
+    int pairs = g->n * H;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int p = 0; p < pairs; p++) {
+        int i = g->tok[p / H], h = p % H;
+        float *scratch = e->thread_scratch + (int64_t)omp_get_thread_num() * e->thread_scratch_stride;
+        const float *qh = e->q + ((int64_t)i * H + h) * (dn + dr);
+        float *oh = e->att + ((int64_t)i * H + h) * dv;
+        if (naive) mla_attend_naive(e, layer, g->seq, batch->pos[i], h, qh, oh, scratch);
+        else mla_attend_absorbed(e, b, layer, g->seq, batch->pos[i], h, qh, oh, scratch);
+    }
+}
+
+void mla_forward(ds_engine *e, const ds_block *b, int layer, const ds_batch *batch) {
+    mla_project(e, b, layer, batch);
+    for (int g = 0; g < e->n_groups; g++) mla_attend_group(e, b, layer, batch, &e->groups[g]);
+    matmul_forward(e->out, e->att, &b->o, batch->n, e->gemm_work);
+}

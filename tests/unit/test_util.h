@@ -1,0 +1,33 @@
+// Helpers shared by the unit tests (header-only: each test is its own executable).
+#pragma once
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// A fresh temporary folder; removed by test_rmdir.
+static inline char *test_mkdtemp(void) {
+    char tmpl[] = "/tmp/ds-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+static inline void test_rmdir(char *dir) {
+    if (!dir) return;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+    free(dir);
+}
+
+// max |a - b| / max |b| over n values (relative to the largest reference magnitude).
+static inline double test_max_rel_diff(const float *a, const float *b, long n) {
+    double maxd = 0, maxb = 1e-30;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > maxd || d != d) maxd = d != d ? INFINITY : d;
+        if (fabs((double)b[i]) > maxb) maxb = fabs((double)b[i]);
+    }
+    return maxd / maxb;
+}
