@@ -17,11 +17,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DS := $(BUILD)/deepseek
 RUN_MODEL := $(BUILD)/models/tiny
 
-.PHONY: all build deps run test bench clean
+.PHONY: all build deps test-deps run test bench clean
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+test-deps:
+	@scripts/install-deps.sh --test
 
 build:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
@@ -34,7 +37,7 @@ run: deps build
 	$(DS) info -m $(RUN_MODEL)
 	$(DS) generate -m $(RUN_MODEL) --ids 0,17,42 -n 32 --temp 0.8 --top-p 0.95 --seed 7
 
-test: deps build
+test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: deps build
