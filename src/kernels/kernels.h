@@ -4,12 +4,21 @@
 #include <stdint.h>
 #include "tensor/tensor.h"
 
+// ---- SIMD dispatch -------------------------------------------------------------------
+// Kernels pick AVX2+FMA+F16C code at run time when the CPU has it; DS_SIMD=portable in the
+// environment (read once per process) forces the portable C loops. 1 when SIMD is in use.
+int kernels_simd_active(void);
+// Test/bench hook: on != 0 forces the portable path from now on, 0 returns to the default.
+// Call it between kernel calls, not concurrently with them.
+void kernels_force_portable(int on);
+
 // ---- matmul: y = x W^T -------------------------------------------------------------
 // inp is (N, IN) f32, w is (OUT, IN) in any storage dtype, out is (N, OUT) f32.
 // f32 weights with N >= DS_GEMM_MIN_N go to OpenBLAS sgemm; other dtypes with N >= DS_GEMM_MIN_N
 // are converted in tiles of DS_GEMM_TILE_ROWS rows into `work` and multiplied with sgemm
 // (work may be NULL, then the row-wise path is used). Small N: OpenMP over output rows with a
-// fused convert+dot. Must not be called from inside an OpenMP parallel region.
+// fused convert+dot. Weight data may be unaligned (a misaligned f32 tensor skips the in-place
+// sgemm). Must not be called from inside an OpenMP parallel region.
 #define DS_GEMM_MIN_N 4
 #define DS_GEMM_TILE_ROWS 256
 void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, float *work);

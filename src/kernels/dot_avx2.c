@@ -1,0 +1,197 @@
+// AVX2 + FMA + F16C kernels: fused convert+dot, convert+axpy and row conversion for the weight
+// storage types. Decode is memory-bound, so converting in registers (never writing an f32 copy
+// of the weights) is what lets a matvec stream weight bytes at memory speed.
+// Compiled with per-function target attributes so the binary still runs on any x86-64; the
+// caller checks kernels_use_avx2() first. Weights may be unaligned (mmapped files): only
+// unaligned vector loads and memcpy scalar loads touch them.
+#include "kernels/dot_avx2.h"
+
+#if DS_HAVE_AVX2_KERNELS
+#include <immintrin.h>
+#include <string.h>
+
+#define DS_TARGET __attribute__((target("avx2,fma,f16c")))
+
+DS_TARGET static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// ---- 8 elements -> 8 floats, per storage type -------------------------------------------
+DS_TARGET static inline __m256 load8_f32(const unsigned char *p) { return _mm256_loadu_ps((const float *)p); }
+DS_TARGET static inline __m256 load8_bf16(const unsigned char *p) {
+    __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16)); // bf16 is the top half of an f32
+}
+DS_TARGET static inline __m256 load8_f16(const unsigned char *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline float scalar_f32(const unsigned char *p) { float f; memcpy(&f, p, 4); return f; }
+static inline float scalar_bf16(const unsigned char *p) {
+    uint16_t h; memcpy(&h, p, 2);
+    uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+}
+DS_TARGET static inline float scalar_f16(const unsigned char *p) {
+    uint16_t h; memcpy(&h, p, 2);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+// fp8 e4m3 -> f16 by bit moves. Unpacking a byte b under a zero byte gives the u16 b << 8; an
+// arithmetic shift right by 1 and the mask 0xBF80 leave the sign in bit 15 and e4m3's exponent
+// and mantissa in f16's bits 13..7, so the f16 value is exactly 2^-8 times the e4m3 value,
+// subnormals included (f16 subnormals convert exactly in F16C). The 2^8 is folded into the block
+// scale. Unlike the lookup table this maps the NaN codes 0x7f/0xff to +-480 (they never occur
+// in quantised weights). Three integer ops per 16 values keep the kernel near memory speed.
+DS_TARGET static inline __m256i fp8_to_f16_bits(__m256i w16) {
+    return _mm256_and_si256(_mm256_srai_epi16(w16, 1), _mm256_set1_epi16((short)0xbf80));
+}
+DS_TARGET static inline __m128i fp8_to_f16_bits128(__m128i w16) {
+    return _mm_and_si128(_mm_srai_epi16(w16, 1), _mm_set1_epi16((short)0xbf80));
+}
+// 32 codes -> r[k] = values 8k .. 8k+7. The in-lane unpacks put bytes 0-7 and 16-23 in `lo`.
+DS_TARGET static inline void fp8_load32(const unsigned char *p, __m256 r[4]) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)p), z = _mm256_setzero_si256();
+    __m256i lo = fp8_to_f16_bits(_mm256_unpacklo_epi8(z, b));
+    __m256i hi = fp8_to_f16_bits(_mm256_unpackhi_epi8(z, b));
+    r[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(lo));
+    r[1] = _mm256_cvtph_ps(_mm256_castsi256_si128(hi));
+    r[2] = _mm256_cvtph_ps(_mm256_extracti128_si256(lo, 1));
+    r[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(hi, 1));
+}
+DS_TARGET static inline void fp8_load16(const unsigned char *p, __m256 *lo, __m256 *hi) {
+    __m128i b = _mm_loadu_si128((const __m128i *)p), z = _mm_setzero_si128();
+    *lo = _mm256_cvtph_ps(fp8_to_f16_bits128(_mm_unpacklo_epi8(z, b)));
+    *hi = _mm256_cvtph_ps(fp8_to_f16_bits128(_mm_unpackhi_epi8(z, b)));
+}
+DS_TARGET static inline __m256 fp8_load8(const unsigned char *p) {
+    __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    return _mm256_cvtph_ps(fp8_to_f16_bits128(_mm_unpacklo_epi8(_mm_setzero_si128(), b)));
+}
+#define FP8_F16_UNSCALE 256.0f // f16-trick values are 2^-8 of the true e4m3 value
+
+static inline float scale_at(const float *srow, int64_t blk) { float s; memcpy(&s, srow + blk, 4); return s; }
+
+// ---- f32 / bf16 / f16: the same three loops, with the type's loader ----------------------
+// Four accumulators hide the FMA latency (4 cycles) so the loop runs at load throughput.
+#define DEFINE_DOT(NAME, ESZ, LOAD8, SCALAR)                                                 \
+    DS_TARGET float NAME(const void *w, const float *x, int64_t n) {                         \
+        const unsigned char *p = w;                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                          \
+        int64_t i = 0;                                                                       \
+        for (; i + 32 <= n; i += 32) {                                                       \
+            a0 = _mm256_fmadd_ps(LOAD8(p + (i + 0) * ESZ), _mm256_loadu_ps(x + i + 0), a0);  \
+            a1 = _mm256_fmadd_ps(LOAD8(p + (i + 8) * ESZ), _mm256_loadu_ps(x + i + 8), a1);  \
+            a2 = _mm256_fmadd_ps(LOAD8(p + (i + 16) * ESZ), _mm256_loadu_ps(x + i + 16), a2); \
+            a3 = _mm256_fmadd_ps(LOAD8(p + (i + 24) * ESZ), _mm256_loadu_ps(x + i + 24), a3); \
+        }                                                                                    \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD8(p + i * ESZ), _mm256_loadu_ps(x + i), a0); \
+        float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));     \
+        for (; i < n; i++) s += SCALAR(p + i * ESZ) * x[i];                                  \
+        return s;                                                                            \
+    }
+
+#define DEFINE_AXPY(NAME, ESZ, LOAD8, SCALAR)                                                \
+    DS_TARGET void NAME(float *y, float a, const void *w, int64_t n) {                       \
+        const unsigned char *p = w;                                                          \
+        __m256 va = _mm256_set1_ps(a);                                                       \
+        int64_t i = 0;                                                                       \
+        for (; i + 16 <= n; i += 16) {                                                       \
+            __m256 y0 = _mm256_fmadd_ps(va, LOAD8(p + i * ESZ), _mm256_loadu_ps(y + i));     \
+            __m256 y1 = _mm256_fmadd_ps(va, LOAD8(p + (i + 8) * ESZ), _mm256_loadu_ps(y + i + 8)); \
+            _mm256_storeu_ps(y + i, y0);                                                     \
+            _mm256_storeu_ps(y + i + 8, y1);                                                 \
+        }                                                                                    \
+        for (; i + 8 <= n; i += 8)                                                           \
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, LOAD8(p + i * ESZ), _mm256_loadu_ps(y + i))); \
+        for (; i < n; i++) y[i] += a * SCALAR(p + i * ESZ);                                  \
+    }
+
+#define DEFINE_CVT(NAME, ESZ, LOAD8, SCALAR)                                                 \
+    DS_TARGET void NAME(float *out, const void *w, int64_t n) {                              \
+        const unsigned char *p = w;                                                          \
+        int64_t i = 0;                                                                       \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, LOAD8(p + i * ESZ));            \
+        for (; i < n; i++) out[i] = SCALAR(p + i * ESZ);                                     \
+    }
+
+DEFINE_DOT(dot_f32_avx2, 4, load8_f32, scalar_f32)
+DEFINE_DOT(dot_bf16_avx2, 2, load8_bf16, scalar_bf16)
+DEFINE_DOT(dot_f16_avx2, 2, load8_f16, scalar_f16)
+DEFINE_AXPY(axpy_f32_avx2, 4, load8_f32, scalar_f32)
+DEFINE_AXPY(axpy_bf16_avx2, 2, load8_bf16, scalar_bf16)
+DEFINE_AXPY(axpy_f16_avx2, 2, load8_f16, scalar_f16)
+DEFINE_CVT(cvt_bf16_avx2, 2, load8_bf16, scalar_bf16)
+DEFINE_CVT(cvt_f16_avx2, 2, load8_f16, scalar_f16)
+
+// ---- fp8 e4m3 with 128-column block scales -----------------------------------------------
+// Each 128-column block sums unscaled products, then one FMA applies the block's scale.
+DS_TARGET float dot_fp8_avx2(const void *w, const float *srow, const float *x, int64_t n) {
+    const unsigned char *p = w;
+    __m256 total = _mm256_setzero_ps();
+    float tail = 0.0f;
+    for (int64_t c0 = 0; c0 < n; c0 += 128) {
+        int64_t len = n - c0 < 128 ? n - c0 : 128;
+        const unsigned char *pb = p + c0;
+        const float *xb = x + c0;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, v[4];
+        int64_t i = 0;
+        for (; i + 32 <= len; i += 32) {
+            fp8_load32(pb + i, v);
+            a0 = _mm256_fmadd_ps(v[0], _mm256_loadu_ps(xb + i), a0);
+            a1 = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(xb + i + 8), a1);
+            a2 = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xb + i + 16), a2);
+            a3 = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + i + 24), a3);
+        }
+        for (; i + 8 <= len; i += 8) a0 = _mm256_fmadd_ps(fp8_load8(pb + i), _mm256_loadu_ps(xb + i), a0);
+        float s = 0.0f;
+        for (; i < len; i++) s += kernels_fp8_lut[pb[i]] * xb[i];
+        float sc = scale_at(srow, c0 / 128);
+        __m256 blk = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        total = _mm256_fmadd_ps(blk, _mm256_set1_ps(sc * FP8_F16_UNSCALE), total);
+        tail += s * sc;
+    }
+    return hsum_ps(total) + tail;
+}
+
+DS_TARGET void axpy_fp8_avx2(float *y, float a, const void *w, const float *srow, int64_t n) {
+    const unsigned char *p = w;
+    for (int64_t c0 = 0; c0 < n; c0 += 128) {
+        int64_t len = n - c0 < 128 ? n - c0 : 128;
+        const unsigned char *pb = p + c0;
+        float *yb = y + c0;
+        float coef = a * scale_at(srow, c0 / 128);
+        __m256 va = _mm256_set1_ps(coef * FP8_F16_UNSCALE), lo, hi;
+        int64_t i = 0;
+        for (; i + 16 <= len; i += 16) {
+            fp8_load16(pb + i, &lo, &hi);
+            _mm256_storeu_ps(yb + i, _mm256_fmadd_ps(va, lo, _mm256_loadu_ps(yb + i)));
+            _mm256_storeu_ps(yb + i + 8, _mm256_fmadd_ps(va, hi, _mm256_loadu_ps(yb + i + 8)));
+        }
+        for (; i + 8 <= len; i += 8)
+            _mm256_storeu_ps(yb + i, _mm256_fmadd_ps(va, fp8_load8(pb + i), _mm256_loadu_ps(yb + i)));
+        for (; i < len; i++) yb[i] += coef * kernels_fp8_lut[pb[i]];
+    }
+}
+
+DS_TARGET void cvt_fp8_avx2(float *out, const void *w, const float *srow, int64_t n) {
+    const unsigned char *p = w;
+    for (int64_t c0 = 0; c0 < n; c0 += 128) {
+        int64_t len = n - c0 < 128 ? n - c0 : 128;
+        const unsigned char *pb = p + c0;
+        float *ob = out + c0;
+        float sc = scale_at(srow, c0 / 128);
+        __m256 vs = _mm256_set1_ps(sc * FP8_F16_UNSCALE), lo, hi;
+        int64_t i = 0;
+        for (; i + 16 <= len; i += 16) {
+            fp8_load16(pb + i, &lo, &hi);
+            _mm256_storeu_ps(ob + i, _mm256_mul_ps(lo, vs));
+            _mm256_storeu_ps(ob + i + 8, _mm256_mul_ps(hi, vs));
+        }
+        for (; i + 8 <= len; i += 8) _mm256_storeu_ps(ob + i, _mm256_mul_ps(fp8_load8(pb + i), vs));
+        for (; i < len; i++) ob[i] = kernels_fp8_lut[pb[i]] * sc;
+    }
+}
+#endif // DS_HAVE_AVX2_KERNELS

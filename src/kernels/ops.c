@@ -1,0 +1,59 @@
+// Elementwise ops, norms and softmax on f32 buffers (f32 accumulation throughout).
+#include <math.h>
+
+#include "kernels/dot_avx2.h"
+#include "kernels/kernels.h"
+
+float dot_f32(const float *a, const float *b, int64_t n) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) return dot_f32_avx2(a, b, n);
+#endif
+    // Eight partial sums: smaller rounding error than one running sum, and vectorisable.
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    for (; i < n; i++) acc[i & 7] += a[i] * b[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void axpy_f32(float *y, float a, const float *x, int64_t n) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) { axpy_f32_avx2(y, a, x, n); return; }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// inp, out are (N, stride) with the norm over the first C values of each row.
+// Order as in HF: normalise, then multiply by the weight.
+void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, int64_t stride, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + n * stride;
+        float *y = out + n * stride;
+        float ss = dot_f32(x, x, C);
+        float inv = 1.0f / sqrtf(ss / (float)C + eps);
+        for (int i = 0; i < C; i++) y[i] = weight[i] * (x[i] * inv);
+    }
+}
+
+// silu(g) = g / (1 + e^-g): for g << 0, e^-g overflows to inf and the quotient is -0, the
+// correct limit, so no clamping is needed.
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// x (n >= 1, at least one finite entry; -inf entries are masked positions).
+void softmax_forward(float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
