@@ -31,7 +31,6 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "deepseek: unknown command '%s'\n", argv[1]);
-    main_usage(stderr);
+    fprintf(stderr, "deepseek: unknown command '%s' (see deepseek --help)\n", argv[1]);
     return 1;
 }

@@ -7,6 +7,12 @@
 // uniform nor one-hot).
 #include "model/init.h"
 
+// HF tensor names here are short by construction (layer/expert indices, fixed suffixes); gcc
+// cannot see that through the nested snprintf calls and warns about truncation.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
@@ -45,7 +51,10 @@ static void preset_v2(ds_config *c, ds_topk_method method) {
     c->topk_method = method;
     c->norm_topk_prob = false;
     c->routed_scaling_factor = 1.5f; // != 1 so a missed multiply fails the fixtures
-    if (method == DS_TOPK_GREEDY) { c->n_group = 1; c->topk_group = 1; }
+    // One kept group of 2 experts for K = 2: with topk_group >= K the group limit could never
+    // change a selection and the fixture would not test it.
+    c->topk_group = 1;
+    if (method == DS_TOPK_GREEDY) c->n_group = 1;
     c->rope.mscale = 0.707f;
     c->rope.mscale_all_dim = 0.707f;
 }
@@ -87,8 +96,8 @@ ds_status ds_preset_config(ds_config *c, const char *name, ds_error *err) {
 typedef enum { INIT_NORMAL, INIT_NORM_WEIGHT, INIT_BIAS } init_kind;
 
 typedef struct {
-    char name[128];
-    char stream_name[128]; // RNG stream; copies (MTP embed/head) reuse the source's stream
+    char name[192];
+    char stream_name[192]; // RNG stream; copies (MTP embed/head) reuse the source's stream
     int ndim;
     int64_t shape[2];
     init_kind kind;
@@ -134,12 +143,12 @@ static void lb_add(list_builder *b, const char *name, int ndim, int64_t d0, int6
     if (!init_add(b->l, name, ndim, d0, d1, kind, std, dt)) b->ok = 0;
 }
 static void lb_mat(list_builder *b, const char *p, const char *n, int64_t out, int64_t in, float extra) {
-    char name[128];
+    char name[192];
     snprintf(name, sizeof name, "%s.%s.weight", p, n);
     lb_add(b, name, 2, out, in, INIT_NORMAL, extra / sqrtf((float)in), b->mat);
 }
 static void lb_norm(list_builder *b, const char *p, const char *n, int64_t dim) {
-    char name[128];
+    char name[192];
     snprintf(name, sizeof name, "%s.%s.weight", p, n);
     lb_add(b, name, 1, dim, 0, INIT_NORM_WEIGHT, 0.1f, b->other);
 }
@@ -172,7 +181,7 @@ static void lb_block(list_builder *b, int l, int moe) {
     lb_mat(b, q, "o_proj", D, H * dv, b->out_scale);
     snprintf(q, sizeof q, "%s.mlp", p);
     if (!moe) { lb_mlp(b, q, D, c->intermediate_size); return; }
-    char name[160];
+    char name[192];
     snprintf(name, sizeof name, "%s.gate.weight", q);
     lb_add(b, name, 2, c->n_routed_experts, D, INIT_NORMAL, 1.0f / sqrtf((float)D), b->other);
     if (c->topk_method == DS_TOPK_NOAUX_TC) {
@@ -200,7 +209,7 @@ static int init_build_list(init_list *l, const ds_config *c, ds_init_dtype dt) {
     lb_add(&b, "lm_head.weight", 2, V, D, INIT_NORMAL, 3.0f / sqrtf((float)D), b.other);
     if (c->num_nextn_predict_layers > 0) {
         int L = c->num_hidden_layers;
-        char p[64], name[128];
+        char p[64], name[192];
         snprintf(p, sizeof p, "model.layers.%d", L);
         lb_block(&b, L, c->n_routed_experts > 0);
         lb_norm(&b, p, "enorm", D);
@@ -210,12 +219,12 @@ static int init_build_list(init_list *l, const ds_config *c, ds_init_dtype dt) {
         // The HF release stores its own copies of the embedding and the head in the MTP layer.
         snprintf(name, sizeof name, "%s.embed_tokens.weight", p);
         lb_add(&b, name, 2, V, D, INIT_NORMAL, 1.0f, b.other);
-        if (b.ok) snprintf(l->t[l->n - 1].stream_name, 128, "model.embed_tokens.weight");
+        if (b.ok) snprintf(l->t[l->n - 1].stream_name, sizeof l->t[0].stream_name, "model.embed_tokens.weight");
         snprintf(p, sizeof p, "model.layers.%d.shared_head", L);
         lb_norm(&b, p, "norm", D);
         snprintf(name, sizeof name, "%s.head.weight", p);
         lb_add(&b, name, 2, V, D, INIT_NORMAL, 3.0f / sqrtf((float)D), b.other);
-        if (b.ok) snprintf(l->t[l->n - 1].stream_name, 128, "lm_head.weight");
+        if (b.ok) snprintf(l->t[l->n - 1].stream_name, sizeof l->t[0].stream_name, "lm_head.weight");
     }
     return b.ok;
 }
@@ -241,7 +250,10 @@ static void init_fill(const init_tensor *t, uint64_t seed, float *v) {
         int64_t end = (k + 1) * chunk < n ? (k + 1) * chunk : n;
         for (int64_t i = k * chunk; i < end; i++) {
             float z = ds_rng_normal(&r);
-            v[i] = t->kind == INIT_NORM_WEIGHT ? 1.0f + t->std * z : t->std * z;
+            // The bias is centred below zero so some biased scores are negative: then filling
+            // masked groups with 0.0 instead of -inf would change selections (fixture advice).
+            float mean = t->kind == INIT_NORM_WEIGHT ? 1.0f : t->kind == INIT_BIAS ? -0.6f : 0.0f;
+            v[i] = mean + t->std * z;
         }
     }
 }
@@ -287,7 +299,7 @@ static ds_status init_write_shard(const init_list *l, int t0, int t1, const ds_i
     int cap = 2 * (t1 - t0); // each fp8 matrix adds its scale tensor
     st_write_item *items = calloc((size_t)cap, sizeof *items);
     void **bufs = calloc((size_t)cap, sizeof *bufs);
-    char (*names)[160] = calloc((size_t)cap, sizeof *names);
+    char (*names)[192] = calloc((size_t)cap, sizeof *names);
     ds_status st = (items && bufs && names) ? DS_OK : ds_error_set(err, DS_ERR_OOM, "out of memory");
     int n = 0;
     float *tmp = NULL;
@@ -336,7 +348,7 @@ static ds_status init_write_index(const init_list *l, const int *shard_of, int n
         char *sn = shard_name(shard_of[i], n_shards);
         cJSON_AddStringToObject(map, l->t[i].name, sn ? sn : "");
         if (l->t[i].dtype == DS_F8_E4M3) {
-            char name[160];
+            char name[192];
             snprintf(name, sizeof name, "%s_scale_inv", l->t[i].name);
             cJSON_AddStringToObject(map, name, sn ? sn : "");
         }

@@ -93,15 +93,15 @@ static ds_status loader_matrix(loader *ld, int64_t rows, int64_t cols, ds_tensor
     t->name = e->name;
     if (e->dtype != DS_F8_E4M3) return DS_OK;
 
-    char base[256];
-    snprintf(base, sizeof base, "%s", ld->name);
-    snprintf(ld->name, sizeof ld->name, "%s_scale_inv", base);
+    size_t len = strlen(ld->name);
+    if (len + sizeof "_scale_inv" > sizeof ld->name)
+        return ds_error_set(ld->err, DS_ERR_FORMAT, "%s: tensor name '%s' is too long", file, ld->name);
+    memcpy(ld->name + len, "_scale_inv", sizeof "_scale_inv");
     int64_t sr = (rows + DS_FP8_BLOCK - 1) / DS_FP8_BLOCK, sc = (cols + DS_FP8_BLOCK - 1) / DS_FP8_BLOCK;
-    st_entry *se = model_dir_find(&ld->m->files, ld->name, &file);
-    if (!se)
-        return ds_error_set(ld->err, DS_ERR_FORMAT, "%s: F8_E4M3 tensor '%s' has no '%s'", file, base, ld->name);
+    if (!model_dir_find(&ld->m->files, ld->name, NULL))
+        return ds_error_set(ld->err, DS_ERR_FORMAT, "%s: F8_E4M3 tensor '%.*s' has no '%s'", file, (int)len, ld->name, ld->name);
     st = loader_f32(ld, 2, sr, sc, &t->scale);
-    snprintf(ld->name, sizeof ld->name, "%s", base);
+    ld->name[len] = 0;
     return st;
 }
 
