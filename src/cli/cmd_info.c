@@ -79,8 +79,9 @@ int cmd_info(int argc, char **argv) {
            c->norm_topk_prob ? "true" : "false", c->routed_scaling_factor);
     printf("rope         theta %g%s, factor %g, softmax scale %.7f\n", c->rope.theta, c->rope.yarn ? " yarn" : "",
            c->rope.factor, ds_config_softmax_scale(c));
-    printf("params       total %s, active/token %s, MTP %s\n", count((double)s.total_params, b1, sizeof b1),
-           count((double)s.active_params, b2, sizeof b2), count((double)s.mtp_params, b3, sizeof b3));
+    printf("params       total %s (%lld), active/token %s (%lld), MTP %s (%lld)\n", count((double)s.total_params, b1, sizeof b1),
+           (long long)s.total_params, count((double)s.active_params, b2, sizeof b2), (long long)s.active_params,
+           count((double)s.mtp_params, b3, sizeof b3), (long long)s.mtp_params);
     printf("decode reads %s of weights per token\n", human((double)s.active_weight_bytes, b1, sizeof b1));
     int64_t lat = (int64_t)(c->kv_lora_rank + c->qk_rope_head_dim) * L;
     int64_t naive = (int64_t)H * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) * L;

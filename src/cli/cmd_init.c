@@ -51,6 +51,8 @@ int cmd_init(int argc, char **argv) {
     ds_error err = {{0}};
     ds_status st = ds_preset_config(&c, preset, &err);
     if (st) return cli_fail("init", st, &err);
+    cli_install_signals();
+    p.cancel = &cli_interrupted;
     st = ds_init_write(&c, &p, out, &err);
     if (st) return cli_fail("init", st, &err);
     fprintf(stderr, "init: wrote preset '%s' to %s\n", preset, out);

@@ -15,7 +15,10 @@ typedef struct {
     int ndim;            // 0..4 (0 = scalar)
     int64_t shape[4];
     uint64_t begin, end; // byte offsets relative to the data region
-    const uint8_t *data; // points into the mapping
+    // Points into the mapping at 8 + N + begin. Not necessarily aligned: N and begin come
+    // from the file (our writer and HF's keep each tensor aligned to its element size, other
+    // writers may not), so a consumer that reads it as float/uint16 must check alignment.
+    const uint8_t *data;
     bool used;           // set by consumers that claim the tensor (unexpected-tensor check)
 } st_entry;
 
@@ -30,6 +33,8 @@ typedef struct {
 // Maps and validates: header length within the file, valid JSON object, known dtypes,
 // shapes with non-negative dims, end - begin == numel * dtype size, offsets inside the data
 // region, no two tensors overlapping, unique names. Error messages name the file and tensor.
+// Gaps between tensors are accepted (HF's own reader refuses them; ours only needs the bytes
+// of each tensor to be there). On failure *f is left zeroed, so st_file_close is optional.
 ds_status st_file_open(st_file *f, const char *path, ds_error *err);
 void st_file_close(st_file *f);
 st_entry *st_file_find(const st_file *f, const char *name); // binary search, NULL if absent
@@ -42,7 +47,11 @@ typedef struct {
     const void *data;    // numel * dtype size bytes
 } st_write_item;
 
-// Writes a safetensors file atomically (temp file in the same folder + fsync + rename).
-// Tensors are laid out in the given order, each data offset aligned to 8 bytes (header padded
-// with spaces so the data region starts 8-aligned). metadata may be NULL ({"format":"pt"}).
+// Writes a safetensors file atomically (temp file in the same folder + fsync + rename),
+// streaming each tensor's bytes (nothing the size of the file is built in memory).
+// The header, {"__metadata__":{"format":"pt"}, ...}, is padded with spaces so the data region
+// starts 8-aligned. The data tiles the region with no gaps, as HF's reader requires: tensors
+// are laid out by descending element size (4, 2, 1 bytes) and in the given order within a
+// size, which keeps every tensor aligned to its own element size (the layout HF writes).
+// Names must be unique and non-empty, dtypes known, ndim 0..4; bad items give DS_ERR_ARG.
 ds_status st_file_write(const char *path, const st_write_item *items, int n, ds_error *err);

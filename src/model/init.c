@@ -304,6 +304,10 @@ static ds_status init_write_shard(const init_list *l, int t0, int t1, const ds_i
     int n = 0;
     float *tmp = NULL;
     for (int i = t0; st == DS_OK && i < t1; i++) {
+        if (p->cancel && *p->cancel) {
+            st = ds_error_set(err, DS_ERR_INTERRUPTED, "interrupted");
+            break;
+        }
         const init_tensor *t = &l->t[i];
         int64_t numel = t->ndim == 1 ? t->shape[0] : t->shape[0] * t->shape[1];
         int64_t sr = (t->shape[0] + 127) / 128, sc = (t->shape[1] + 127) / 128;

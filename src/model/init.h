@@ -16,8 +16,10 @@ typedef struct {
     uint64_t seed;
     int64_t max_shard_bytes;  // 0 = default (1 GiB, and always at least 2 shards)
     int progress;             // print progress to stderr
+    volatile int *cancel;     // polled between tensors: non-zero stops with DS_ERR_INTERRUPTED
 } ds_init_params;
 
 // Writes config.json, model-XXXXX-of-YYYYY.safetensors shards and
 // model.safetensors.index.json into dir (created if needed), including the MTP layer.
+// Every file is written atomically; an interrupted run leaves only complete files.
 ds_status ds_init_write(const ds_config *c, const ds_init_params *p, const char *dir, ds_error *err);
