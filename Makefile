@@ -5,6 +5,7 @@
 #   make test SANITIZE=1   the same with ASan+UBSan, in build-sanitize/
 #   make bench      throughput benchmarks (not tests: they print figures)
 #   make clean
+MAKEFLAGS += --no-print-directory
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
   BUILD := build-sanitize

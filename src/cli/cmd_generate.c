@@ -176,6 +176,7 @@ static ds_status gen_run(const ds_model *m, prompt_set *p, int n_gen, const samp
             for (int i = 0; i < g.n_out[s]; i++) printf(i ? " %d" : "%d", g.out[s][i]);
         if (!stream || s == 0) printf("\n");
     }
+    fflush(stdout);
     if (st == DS_OK)
         fprintf(stderr, "generate: prefill %d tokens in %.3f s (%.1f tok/s), decode %d tokens in %.3f s (%.1f tok/s)%s\n",
                 total, t1 - t0, total / (t1 - t0 + 1e-12), decoded, t2 - t1, decoded / (t2 - t1 + 1e-12),
