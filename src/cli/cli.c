@@ -78,6 +78,24 @@ void cli_set_threads(int n) {
     openblas_set_num_threads(n);
 }
 
+bool cli_apply_threads(const char *cmd, const char *v) {
+    long n;
+    if (!cli_parse_int(v, 1, 4096, &n)) {
+        cli_usage_error(cmd, "-t expects a positive integer, got '%s'", v);
+        return false;
+    }
+    cli_set_threads((int)n);
+    return true;
+}
+
+bool cli_parse_attn(const char *cmd, const char *v, int *mode) {
+    static const char *const names[] = {"auto", "naive", "absorbed"}; // DS_ATTN_* order
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, names[i]) == 0) { *mode = i; return true; }
+    cli_usage_error(cmd, "--attn must be auto, naive or absorbed, got '%s'", v);
+    return false;
+}
+
 const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missing) {
     const char *a = argv[*i];
     size_t len = strlen(name);

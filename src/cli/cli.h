@@ -22,6 +22,10 @@ bool cli_parse_ids(const char *s, int **ids, int *n);
 
 // Sets OpenMP and OpenBLAS thread counts (the process-wide runtime).
 void cli_set_threads(int n);
+// The value of -t: sets the thread count, or prints a usage error and returns false.
+bool cli_apply_threads(const char *cmd, const char *v);
+// The value of --attn (auto|naive|absorbed) as a ds_attn_mode, or a usage error and false.
+bool cli_parse_attn(const char *cmd, const char *v, int *mode);
 
 // Option matching: returns the value for "--name VALUE" or "--name=VALUE" and advances *i;
 // NULL if argv[*i] is not this option. Sets *missing when the value is absent.

@@ -223,13 +223,11 @@ int cmd_generate(int argc, char **argv) {
         } else if ((v = cli_opt(argc, argv, &i, "--batch", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &batch)) return cli_usage_error("generate", "--batch expects a positive integer, got '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "--attn", &missing))) {
-            if (!strcmp(v, "auto")) attn = DS_ATTN_AUTO;
-            else if (!strcmp(v, "naive")) attn = DS_ATTN_NAIVE;
-            else if (!strcmp(v, "absorbed")) attn = DS_ATTN_ABSORBED;
-            else return cli_usage_error("generate", "--attn must be auto, naive or absorbed, got '%s'", v);
+            int mode;
+            if (!cli_parse_attn("generate", v, &mode)) return 1;
+            attn = (ds_attn_mode)mode;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
-            if (!cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("generate", "-t expects a positive integer, got '%s'", v);
-            cli_set_threads((int)n);
+            if (!cli_apply_threads("generate", v)) return 1;
         } else if (missing) return cli_usage_error("generate", "%s needs a value", argv[i]);
         else return cli_usage_error("generate", "unknown option '%s'", argv[i]);
     }

@@ -32,7 +32,7 @@ static const char *count(double v, char *buf, size_t n) {
 
 int cmd_info(int argc, char **argv) {
     const char *dir = NULL, *v;
-    long ctx = 0, batch = 512, seqs = 1, n;
+    long ctx = 0, batch = 512, seqs = 1;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { info_usage(stdout); return 0; }
@@ -44,8 +44,7 @@ int cmd_info(int argc, char **argv) {
         } else if ((v = cli_opt(argc, argv, &i, "--seqs", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &seqs)) return cli_usage_error("info", "--seqs expects a positive integer, got '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
-            if (!cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("info", "-t expects a positive integer, got '%s'", v);
-            cli_set_threads((int)n);
+            if (!cli_apply_threads("info", v)) return 1;
         } else if (missing) return cli_usage_error("info", "%s needs a value", argv[i]);
         else return cli_usage_error("info", "unknown option '%s'", argv[i]);
     }

@@ -39,8 +39,7 @@ int cmd_init(int argc, char **argv) {
             if (!cli_parse_int(v, 1, 1L << 20, &n)) return cli_usage_error("init", "--shard-mb expects a positive integer, got '%s'", v);
             p.max_shard_bytes = n << 20;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
-            if (!cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("init", "-t expects a positive integer, got '%s'", v);
-            cli_set_threads((int)n);
+            if (!cli_apply_threads("init", v)) return 1;
         } else if (missing) return cli_usage_error("init", "%s needs a value", argv[i]);
         else return cli_usage_error("init", "unknown option '%s'", argv[i]);
         if (missing) return cli_usage_error("init", "%s needs a value", argv[i]);

@@ -52,7 +52,7 @@ static ds_status logits_run(const ds_model *m, const int *ids, int T, int chunk,
 int cmd_logits(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *ids_s = NULL, *v;
     int mtp = 0;
-    long chunk = 0, n;
+    long chunk = 0;
     ds_attn_mode attn = DS_ATTN_AUTO;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -62,15 +62,13 @@ int cmd_logits(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing)) || (v = cli_opt(argc, argv, &i, "--out", &missing))) out = v;
         else if ((v = cli_opt(argc, argv, &i, "--ids", &missing))) ids_s = v;
         else if ((v = cli_opt(argc, argv, &i, "--attn", &missing))) {
-            if (!strcmp(v, "auto")) attn = DS_ATTN_AUTO;
-            else if (!strcmp(v, "naive")) attn = DS_ATTN_NAIVE;
-            else if (!strcmp(v, "absorbed")) attn = DS_ATTN_ABSORBED;
-            else return cli_usage_error("logits", "--attn must be auto, naive or absorbed, got '%s'", v);
+            int mode;
+            if (!cli_parse_attn("logits", v, &mode)) return 1;
+            attn = (ds_attn_mode)mode;
         } else if ((v = cli_opt(argc, argv, &i, "--chunk", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 24, &chunk)) return cli_usage_error("logits", "--chunk expects a positive integer, got '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
-            if (!cli_parse_int(v, 1, 4096, &n)) return cli_usage_error("logits", "-t expects a positive integer, got '%s'", v);
-            cli_set_threads((int)n);
+            if (!cli_apply_threads("logits", v)) return 1;
         } else if (missing) return cli_usage_error("logits", "%s needs a value", argv[i]);
         else return cli_usage_error("logits", "unknown option '%s'", argv[i]);
     }

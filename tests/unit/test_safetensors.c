@@ -13,37 +13,7 @@
 #include "io/fileutil.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
-#include "test_util.h"
-
-static char *g_dir; // this run's temp folder
-
-static int group_setup(void **state) {
-    (void)state;
-    g_dir = test_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    test_rmdir(g_dir);
-    return 0;
-}
-
-// g_dir/name in a static buffer (one at a time is enough here).
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(p, 1, n, fp), n);
-    assert_int_equal(fclose(fp), 0);
-}
+#include "test_tmpdir.h"
 
 // A safetensors file from a literal header (length field = its length) and dlen data bytes.
 static void write_raw(const char *path, const char *header, size_t dlen) {
