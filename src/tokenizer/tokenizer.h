@@ -1,0 +1,49 @@
+// Hugging Face tokenizers (tokenizer.json + tokenizer_config.json): byte-level BPE as used by
+// DeepSeek-V3/R1 and the Qwen2.5 / Llama 3 based R1-Distill models. Ids equal HF's.
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include "base/status.h"
+
+typedef struct ds_tokenizer ds_tokenizer;
+
+// Loads dir/tokenizer.json and (optional) dir/tokenizer_config.json.
+ds_status tokenizer_load(ds_tokenizer **t, const char *dir, ds_error *err);
+void tokenizer_free(ds_tokenizer *t);
+
+// Encodes UTF-8 text (len bytes). add_special = HF encode(text) (post-processor / add_bos_token
+// from tokenizer_config.json), false = add_special_tokens=False. Special and added tokens
+// written in the text are always recognised. *ids is malloc'd.
+ds_status tokenizer_encode(const ds_tokenizer *t, const char *text, size_t len, bool add_special, int **ids, int *n,
+                           ds_error *err);
+// Decodes ids to UTF-8 (malloc'd, NUL-terminated); invalid UTF-8 becomes U+FFFD.
+ds_status tokenizer_decode(const ds_tokenizer *t, const int *ids, int n, bool skip_special, char **text, size_t *len,
+                           ds_error *err);
+
+int tokenizer_vocab_size(const ds_tokenizer *t);   // highest id + 1
+int tokenizer_token_id(const ds_tokenizer *t, const char *token); // -1 if absent
+const char *tokenizer_token_text(const ds_tokenizer *t, int id); // raw vocab string, NULL if none
+bool tokenizer_is_special(const ds_tokenizer *t, int id);
+int tokenizer_bos_id(const ds_tokenizer *t);        // -1 if none
+int tokenizer_eos_id(const ds_tokenizer *t);        // -1 if none
+const char *tokenizer_bos_token(const ds_tokenizer *t); // "" if none
+const char *tokenizer_eos_token(const ds_tokenizer *t);
+const char *tokenizer_chat_template(const ds_tokenizer *t); // NULL if none
+
+// Streaming decode: push ids one at a time, get the text that is complete so far. Bytes of a
+// UTF-8 character split across tokens are held until the character completes; invalid bytes
+// become U+FFFD only at flush (or when they can no longer start a valid character).
+typedef struct {
+    const ds_tokenizer *t;
+    bool skip_special;
+    char pending[8];   // bytes of an incomplete UTF-8 character
+    int n_pending;
+    char *buf;         // output of the last call
+    size_t cap;
+} tokenizer_stream;
+
+void tokenizer_stream_init(tokenizer_stream *s, const ds_tokenizer *t, bool skip_special);
+// Returns the text ready for output (valid until the next call), *len bytes.
+const char *tokenizer_stream_push(tokenizer_stream *s, int id, size_t *len);
+const char *tokenizer_stream_flush(tokenizer_stream *s, size_t *len);
+void tokenizer_stream_free(tokenizer_stream *s);
