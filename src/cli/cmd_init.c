@@ -1,25 +1,31 @@
 // deepseek init --preset NAME -o DIR [--dtype f32|bf16|fp8] [--seed N]
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "io/fileutil.h"
 #include "model/init.h"
 
 static void init_usage(FILE *f) {
     fprintf(f,
-            "usage: deepseek init --preset NAME -o DIR [--dtype f32|bf16|fp8] [--seed N] [--shard-mb MB] [-t THREADS]\n"
+            "usage: deepseek init --preset NAME -o DIR [--dtype f32|bf16|fp8] [--seed N] [--shard-mb MB]\n"
+            "                     [--vocab N] [--tokenizer DIR] [-t THREADS]\n"
             "Writes a random-weight DeepSeek checkpoint in the Hugging Face layout: config.json,\n"
             "model-XXXXX-of-YYYYY.safetensors shards and model.safetensors.index.json, MTP layer included.\n"
             "  --preset   one of: %s\n"
             "  --dtype    f32 (default), bf16, or fp8 (e4m3 block matrices with 128x128 weight_scale_inv,\n"
             "             bf16 elsewhere, like the official FP8 release)\n"
             "  --seed     random seed (default 1)\n"
-            "  --shard-mb largest shard in MiB (default 1024; there are always at least 2 shards)\n",
+            "  --shard-mb largest shard in MiB (default 1024; there are always at least 2 shards)\n"
+            "  --vocab    override the preset's vocabulary size (e.g. 129280 to pair with a real tokenizer)\n"
+            "  --tokenizer copy tokenizer.json and tokenizer_config.json from DIR into the checkpoint\n",
             ds_preset_names());
 }
 
 int cmd_init(int argc, char **argv) {
-    const char *preset = NULL, *out = NULL, *v;
+    const char *preset = NULL, *out = NULL, *tok_dir = NULL, *v;
+    long vocab = 0;
     ds_init_params p = {.dtype = DS_INIT_F32, .seed = 1, .progress = 1};
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -38,6 +44,10 @@ int cmd_init(int argc, char **argv) {
         } else if ((v = cli_opt(argc, argv, &i, "--shard-mb", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &n)) return cli_usage_error("init", "--shard-mb expects a positive integer, got '%s'", v);
             p.max_shard_bytes = n << 20;
+        } else if ((v = cli_opt(argc, argv, &i, "--vocab", &missing))) {
+            if (!cli_parse_int(v, 2, 1L << 24, &vocab)) return cli_usage_error("init", "--vocab expects an integer >= 2, got '%s'", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--tokenizer", &missing))) {
+            tok_dir = v;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
             if (!cli_apply_threads("init", v)) return 1;
         } else if (missing) return cli_usage_error("init", "%s needs a value", argv[i]);
@@ -50,9 +60,18 @@ int cmd_init(int argc, char **argv) {
     ds_error err = {{0}};
     ds_status st = ds_preset_config(&c, preset, &err);
     if (st) return cli_fail("init", st, &err);
+    if (vocab) c.vocab_size = (int)vocab;
     cli_install_signals();
     p.cancel = &cli_interrupted;
     st = ds_init_write(&c, &p, out, &err);
+    for (int k = 0; st == DS_OK && tok_dir && k < 2; k++) {
+        static const char *const files[2] = {"tokenizer.json", "tokenizer_config.json"};
+        char *src = file_join(tok_dir, files[k]), *dst = file_join(out, files[k]), *data = NULL;
+        size_t size = 0;
+        st = src && dst ? file_read_all(src, &data, &size, &err) : ds_error_set(&err, DS_ERR_OOM, "out of memory");
+        if (st == DS_OK) st = file_write_atomic(dst, data, size, &err);
+        free(src); free(dst); free(data);
+    }
     if (st) return cli_fail("init", st, &err);
     fprintf(stderr, "init: wrote preset '%s' to %s\n", preset, out);
     return 0;
