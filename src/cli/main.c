@@ -15,6 +15,10 @@ static const command commands[] = {
     {"info", cmd_info, "architecture, parameter counts, bytes per token, planned memory"},
     {"logits", cmd_logits, "write the logits of every position of a token sequence as .npy"},
     {"generate", cmd_generate, "generate token ids from prompt ids"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (needs only the tokenizer files)"},
+    {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"run", cmd_run, "answer one prompt through the chat template, streaming the reply"},
+    {"chat", cmd_chat, "interactive multi-turn chat"},
 };
 
 static void main_usage(FILE *f) {
