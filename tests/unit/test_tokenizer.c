@@ -14,6 +14,7 @@
 
 #include "io/fileutil.h"
 #include "test_util.h"
+#include "test_bpe_util.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *NAMES[] = {"deepseek_v3", "qwen2_5", "llama3"};
@@ -297,50 +298,6 @@ static void test_long_and_invalid(void **state) {
 
 // ---- synthetic tokenizers ----
 
-// A byte-level BPE over the 256 alphabet chars plus `extra` tokens (ids from 256) and
-// merges; the rest of tokenizer.json is given as JSON members.
-static char *make_dir(const char *extra_vocab, const char *merges, const char *rest, const char *config) {
-    char *dir = test_mkdtemp();
-    assert_non_null(dir);
-    cJSON *vocab = cJSON_CreateObject();
-    for (int b = 0; b < 256; b++) {
-        int n = 0, cp = b;
-        if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) {
-            for (int i = 0; i < b; i++)
-                if (!((i >= 0x21 && i <= 0x7E) || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF))) n++;
-            cp = 256 + n;
-        }
-        char s[4] = {0};
-        if (cp < 0x80) s[0] = (char)cp;
-        else s[0] = (char)(0xC0 | cp >> 6), s[1] = (char)(0x80 | (cp & 0x3F));
-        cJSON_AddNumberToObject(vocab, s, b);
-    }
-    cJSON *ex = cJSON_Parse(extra_vocab), *it;
-    int id = 256;
-    cJSON_ArrayForEach(it, ex) cJSON_AddNumberToObject(vocab, it->valuestring, id++);
-    cJSON_Delete(ex);
-    char *vs = cJSON_PrintUnformatted(vocab);
-    cJSON_Delete(vocab);
-    size_t cap = strlen(vs) + strlen(merges) + strlen(rest) + 256;
-    char *json = malloc(cap);
-    snprintf(json, cap, "{\"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": %s}, %s}", vs, merges, rest);
-    free(vs);
-    char *p = file_join(dir, "tokenizer.json");
-    FILE *f = fopen(p, "wb");
-    fputs(json, f);
-    fclose(f);
-    free(p);
-    free(json);
-    if (config) {
-        p = file_join(dir, "tokenizer_config.json");
-        f = fopen(p, "wb");
-        fputs(config, f);
-        fclose(f);
-        free(p);
-    }
-    return dir;
-}
-
 static ds_tokenizer *load_ok(char *dir) {
     ds_tokenizer *t;
     ds_error err = {{0}};
@@ -383,7 +340,7 @@ static void test_merges_and_template(void **state) {
              "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [262], \"tokens\": [\"<s>\"]}, "
              "\"</s>\": {\"id\": \"</s>\", \"ids\": [263], \"tokens\": [\"</s>\"]}}}",
              BL_PRE);
-    ds_tokenizer *t = load_ok(make_dir("[\"ab\", \"bc\", \"abc\", \"aa\", \"aaaa\", \"xyz\"]",
+    ds_tokenizer *t = load_ok(make_bpe_dir("[\"ab\", \"bc\", \"abc\", \"aa\", \"aaaa\", \"xyz\"]",
                                        "[[\"a\", \"b\"], [\"b\", \"c\"], [\"ab\", \"c\"], [\"a\", \"a\"], [\"aa\", \"aa\"]]",
                                        rest, "{\"bos_token\": {\"content\": \"<s>\"}, \"chat_template\": "
                                              "[{\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}"));
@@ -398,10 +355,10 @@ static void test_merges_and_template(void **state) {
     tokenizer_free(t);
     // ignore_merges: a word in the vocab is emitted whole.
     snprintf(rest, sizeof rest, "%s", BL_PRE);
-    t = load_ok(make_dir("[\"xy\", \"xyz\"]", "[\"x y\"]", rest, NULL));
+    t = load_ok(make_bpe_dir("[\"xy\", \"xyz\"]", "[\"x y\"]", rest, NULL));
     expect_pieces(t, "xyz", false, "xy|z");
     tokenizer_free(t);
-    char *dir = make_dir("[\"xy\", \"xyz\"]", "[\"x y\"]", rest, NULL);
+    char *dir = make_bpe_dir("[\"xy\", \"xyz\"]", "[\"x y\"]", rest, NULL);
     char *p = file_join(dir, "tokenizer.json"), *data;
     size_t size;
     ds_error err = {{0}};
@@ -438,7 +395,7 @@ static ds_tokenizer *with_pre(const char *pre) {
     char rest[1024];
     snprintf(rest, sizeof rest,
              "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [%s]}, \"decoder\": {\"type\": \"ByteLevel\"}", pre);
-    return load_ok(make_dir("[\"a-\", \"b-\", \"-b\", \"-c\", \"--\", \"12\", \"Hi\", \"ĠHi\", \"99\", \"Ġ99\", \"'s\"]",
+    return load_ok(make_bpe_dir("[\"a-\", \"b-\", \"-b\", \"-c\", \"--\", \"12\", \"Hi\", \"ĠHi\", \"99\", \"Ġ99\", \"'s\"]",
                             "[\"a -\", \"b -\", \"- b\", \"- c\", \"- -\", \"1 2\", \"H i\", \"Ġ Hi\", \"9 9\", \"Ġ 99\", \"' s\"]",
                             rest, NULL));
 }
@@ -479,7 +436,7 @@ static void test_added_token_flags(void **state) {
              "{\"id\": 257, \"content\": \"<R>\", \"rstrip\": true}, {\"id\": 258, \"content\": \"cat\", \"single_word\": true}, "
              "{\"id\": 259, \"content\": \"<R>x\"}]",
              BL_PRE);
-    ds_tokenizer *t = load_ok(make_dir("[\"<L>\", \"<R>\", \"cat\", \"<R>x\"]", "[]", rest, NULL));
+    ds_tokenizer *t = load_ok(make_bpe_dir("[\"<L>\", \"<R>\", \"cat\", \"<R>x\"]", "[]", rest, NULL));
     expect_ids(t, "a  <L>", false, IDS('a', 256));
     expect_ids(t, "<R>  b", false, IDS(257, 'b'));
     expect_ids(t, "<R>xb", false, IDS(259, 'b')); // longest match
@@ -571,7 +528,7 @@ static void test_malformed(void **state) {
     ds_tokenizer *t = NULL;
     assert_int_equal(tokenizer_load(&t, "/nonexistent/dir", &err), DS_ERR_IO);
     assert_non_null(strstr(err.msg, "/nonexistent/dir/tokenizer.json"));
-    char *d2 = make_dir("[]", "[]", BL_PRE, "{\"bos_token\": ");
+    char *d2 = make_bpe_dir("[]", "[]", BL_PRE, "{\"bos_token\": ");
     assert_int_equal(tokenizer_load(&t, d2, &err), DS_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "tokenizer_config.json"));
     test_rmdir(d2);
