@@ -99,8 +99,7 @@ static uint64_t name_hash(const char *s) {
 
 // Values of one tensor in f32; chunks of 64K elements have their own RNG stream so the
 // result does not depend on the thread count.
-static void init_fill(void *ctx, const ckpt_tensor *t, float *v) {
-    uint64_t seed = *(const uint64_t *)ctx;
+void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, float *v) {
     int64_t n = t->ndim == 1 ? t->shape[0] : t->shape[0] * t->shape[1];
     uint64_t h = name_hash(t->source);
     int64_t chunk = 65536, nchunks = (n + chunk - 1) / chunk;
@@ -118,6 +117,8 @@ static void init_fill(void *ctx, const ckpt_tensor *t, float *v) {
         }
     }
 }
+
+static void init_fill(void *ctx, const ckpt_tensor *t, float *v) { ds_init_fill_tensor(t, *(const uint64_t *)ctx, v); }
 
 ds_status ds_init_write(const ds_config *c, const ds_init_params *p, const char *dir, ds_error *err) {
     ds_dtype mat = DS_F32, other = DS_F32;

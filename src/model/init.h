@@ -1,6 +1,7 @@
 // Random-weight checkpoints in the exact Hugging Face layout (deepseek init).
 #pragma once
 #include <stdint.h>
+#include "model/checkpoint.h"
 #include "model/config.h"
 #include "tensor/tensor.h"
 
@@ -23,3 +24,6 @@ typedef struct {
 // model.safetensors.index.json into dir (created if needed), including the MTP layer.
 // Every file is written atomically; an interrupted run leaves only complete files.
 ds_status ds_init_write(const ds_config *c, const ds_init_params *p, const char *dir, ds_error *err);
+
+// The random values `init` gives tensor t for a seed (the trainer starts from the same).
+void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, float *v);
