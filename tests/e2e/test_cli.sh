@@ -47,6 +47,14 @@ cmp -s "$TMP/g1" "$TMP/g2" || fail "same seed, different output across thread co
 head -c 128 "$TMP/l.npy" | grep -q "(4, 256)" || fail "logits shape is not (4, 256)"
 head -c 128 "$TMP/m.npy" | grep -q "(3, 256)" || fail "mtp logits shape is not (3, 256)"
 
+# plot: a PNG from a metrics file; malformed lines are named
+printf '{"step": 1, "loss": 5.5}\n{"step": 2, "loss": 4.9, "val_loss": 5.1}\n' >"$TMP/m.jsonl"
+"$DS" plot --metrics "$TMP/m.jsonl" -o "$TMP/loss.png" 2>/dev/null || fail "plot"
+[ "$(head -c 4 "$TMP/loss.png" | tail -c 3)" = "PNG" ] || fail "plot did not write a PNG"
+printf '{"step": 1, "loss": 5.5}\nnot json\n' >"$TMP/bad.jsonl"
+expect 2 "line 2" "$DS" plot --metrics "$TMP/bad.jsonl" -o "$TMP/bad.png"
+[ -e "$TMP/bad.png" ] && fail "plot wrote a PNG for a malformed file"
+
 # bad flags
 expect 1 "unknown option" "$DS" generate -m "$M" --ids 1 --bogus
 expect 1 "top-p" "$DS" generate -m "$M" --ids 1 --top-p 1.5
