@@ -1,5 +1,7 @@
 #include "cli/cli.h"
 
+#include "infer/sampler.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -94,6 +96,34 @@ bool cli_parse_attn(const char *cmd, const char *v, int *mode) {
         if (strcmp(v, names[i]) == 0) { *mode = i; return true; }
     cli_usage_error(cmd, "--attn must be auto, naive or absorbed, got '%s'", v);
     return false;
+}
+
+int cli_sampling_opt(const char *cmd, int argc, char **argv, int *i, struct sampler_params *sp) {
+    bool missing = false;
+    const char *v;
+    long n;
+    double f;
+    if ((v = cli_opt(argc, argv, i, "--temp", &missing))) {
+        if (!cli_parse_float(v, 0, 1e6, &f)) return cli_usage_error(cmd, "--temp expects a number >= 0, got '%s'", v), -1;
+        sp->temperature = (float)f;
+    } else if ((v = cli_opt(argc, argv, i, "--top-k", &missing))) {
+        if (!cli_parse_int(v, 0, 1L << 30, &n)) return cli_usage_error(cmd, "--top-k expects an integer >= 0, got '%s'", v), -1;
+        sp->top_k = (int)n;
+    } else if ((v = cli_opt(argc, argv, i, "--top-p", &missing))) {
+        if (!cli_parse_float(v, 0, 1, &f) || f <= 0) return cli_usage_error(cmd, "--top-p must be in (0, 1], got '%s'", v), -1;
+        sp->top_p = (float)f;
+    } else if ((v = cli_opt(argc, argv, i, "--min-p", &missing))) {
+        if (!cli_parse_float(v, 0, 1, &f)) return cli_usage_error(cmd, "--min-p must be in [0, 1], got '%s'", v), -1;
+        sp->min_p = (float)f;
+    } else if ((v = cli_opt(argc, argv, i, "--seed", &missing))) {
+        if (!cli_parse_int(v, 0, 0x7fffffffffffffffL, &n))
+            return cli_usage_error(cmd, "--seed expects a non-negative integer, got '%s'", v), -1;
+        sp->seed = (uint64_t)n;
+    } else {
+        if (missing) return cli_usage_error(cmd, "%s needs a value", argv[*i]), -1;
+        return 0;
+    }
+    return 1;
 }
 
 const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missing) {

@@ -32,6 +32,12 @@ bool cli_apply_threads(const char *cmd, const char *v);
 // The value of --attn (auto|naive|absorbed) as a ds_attn_mode, or a usage error and false.
 bool cli_parse_attn(const char *cmd, const char *v, int *mode);
 
+struct sampler_params;
+// The sampling options shared by generate/run/chat (--temp --top-k --top-p --min-p --seed):
+// 1 = argv[*i] was one of them (value stored, *i advanced), 0 = not a sampling option,
+// -1 = bad or missing value (usage error printed).
+int cli_sampling_opt(const char *cmd, int argc, char **argv, int *i, struct sampler_params *sp);
+
 // Option matching: returns the value for "--name VALUE" or "--name=VALUE" and advances *i;
 // NULL if argv[*i] is not this option. Sets *missing when the value is absent.
 const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missing);

@@ -192,8 +192,8 @@ static ds_status gen_run(const ds_model *m, prompt_set *p, int n_gen, const samp
 
 int cmd_generate(int argc, char **argv) {
     const char *dir = NULL, *ids_s = NULL, *v;
-    long n_gen = 16, batch = 512, n;
-    double f;
+    long n_gen = 16, batch = 512;
+    int sr;
     int ignore_eos = 0;
     ds_attn_mode attn = DS_ATTN_AUTO;
     sampler_params sp = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 1};
@@ -205,21 +205,8 @@ int cmd_generate(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--ids", &missing))) ids_s = v;
         else if ((v = cli_opt(argc, argv, &i, "-n", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 24, &n_gen)) return cli_usage_error("generate", "-n expects a positive integer, got '%s'", v);
-        } else if ((v = cli_opt(argc, argv, &i, "--temp", &missing))) {
-            if (!cli_parse_float(v, 0, 1e6, &f)) return cli_usage_error("generate", "--temp expects a number >= 0, got '%s'", v);
-            sp.temperature = (float)f;
-        } else if ((v = cli_opt(argc, argv, &i, "--top-k", &missing))) {
-            if (!cli_parse_int(v, 0, 1L << 30, &n)) return cli_usage_error("generate", "--top-k expects an integer >= 0, got '%s'", v);
-            sp.top_k = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--top-p", &missing))) {
-            if (!cli_parse_float(v, 0, 1, &f) || f <= 0) return cli_usage_error("generate", "--top-p must be in (0, 1], got '%s'", v);
-            sp.top_p = (float)f;
-        } else if ((v = cli_opt(argc, argv, &i, "--min-p", &missing))) {
-            if (!cli_parse_float(v, 0, 1, &f)) return cli_usage_error("generate", "--min-p must be in [0, 1], got '%s'", v);
-            sp.min_p = (float)f;
-        } else if ((v = cli_opt(argc, argv, &i, "--seed", &missing))) {
-            if (!cli_parse_int(v, 0, 0x7fffffffffffffffL, &n)) return cli_usage_error("generate", "--seed expects a non-negative integer, got '%s'", v);
-            sp.seed = (uint64_t)n;
+        } else if ((sr = cli_sampling_opt("generate", argc, argv, &i, &sp)) != 0) {
+            if (sr < 0) return 1;
         } else if ((v = cli_opt(argc, argv, &i, "--batch", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &batch)) return cli_usage_error("generate", "--batch expects a positive integer, got '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "--attn", &missing))) {

@@ -33,7 +33,7 @@ int run_parse(const char *cmd, int argc, char **argv, run_args *a) {
                     .sp = {.temperature = 0.6f, .top_k = 0, .top_p = 0.95f, .min_p = 0.0f, .seed = 1}};
     const char *v;
     long n;
-    double f;
+    int sr;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { run_usage(stdout, cmd); return 0; }
@@ -50,21 +50,8 @@ int run_parse(const char *cmd, int argc, char **argv, run_args *a) {
         } else if ((v = cli_opt(argc, argv, &i, "--batch", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &n)) return cli_usage_error(cmd, "--batch expects a positive integer, got '%s'", v);
             a->batch = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--temp", &missing))) {
-            if (!cli_parse_float(v, 0, 1e6, &f)) return cli_usage_error(cmd, "--temp expects a number >= 0, got '%s'", v);
-            a->sp.temperature = (float)f;
-        } else if ((v = cli_opt(argc, argv, &i, "--top-p", &missing))) {
-            if (!cli_parse_float(v, 0, 1, &f) || f <= 0) return cli_usage_error(cmd, "--top-p must be in (0, 1], got '%s'", v);
-            a->sp.top_p = (float)f;
-        } else if ((v = cli_opt(argc, argv, &i, "--top-k", &missing))) {
-            if (!cli_parse_int(v, 0, 1L << 30, &n)) return cli_usage_error(cmd, "--top-k expects an integer >= 0, got '%s'", v);
-            a->sp.top_k = (int)n;
-        } else if ((v = cli_opt(argc, argv, &i, "--min-p", &missing))) {
-            if (!cli_parse_float(v, 0, 1, &f)) return cli_usage_error(cmd, "--min-p must be in [0, 1], got '%s'", v);
-            a->sp.min_p = (float)f;
-        } else if ((v = cli_opt(argc, argv, &i, "--seed", &missing))) {
-            if (!cli_parse_int(v, 0, 0x7fffffffffffffffL, &n)) return cli_usage_error(cmd, "--seed expects a non-negative integer, got '%s'", v);
-            a->sp.seed = (uint64_t)n;
+        } else if ((sr = cli_sampling_opt(cmd, argc, argv, &i, &a->sp)) != 0) {
+            if (sr < 0) return 1;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
             if (!cli_apply_threads(cmd, v)) return 1;
         } else if (missing) return cli_usage_error(cmd, "%s needs a value", argv[i]);

@@ -68,6 +68,21 @@ static ds_status textgen_prefill(textgen *g, const int *ids, int from, int n, in
     return cli_interrupted ? ds_error_set(err, DS_ERR_INTERRUPTED, "interrupted") : DS_OK;
 }
 
+// Appends n bytes to a growing NUL-terminated buffer; false when out of memory.
+static bool text_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (*len + n + 1 > c) c *= 2;
+        char *p = realloc(*buf, c);
+        if (!p) return false;
+        *buf = p;
+        *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    (*buf)[*len += n] = 0;
+    return true;
+}
+
 ds_status textgen_run(textgen *g, const int *prompt, int n, const textgen_opts *o, char **reply, textgen_stats *st,
                       ds_error *err) {
     memset(st, 0, sizeof *st);
@@ -89,10 +104,9 @@ ds_status textgen_run(textgen *g, const int *prompt, int n, const textgen_opts *
 
     tokenizer_stream ts;
     tokenizer_stream_init(&ts, g->tok, true);
-    size_t cap = 256, len = 0;
-    char *out = malloc(cap);
-    if (!out) return ds_error_set(err, DS_ERR_OOM, "out of memory");
-    out[0] = 0;
+    size_t cap = 0, len = 0;
+    char *out = NULL;
+    if (!text_append(&out, &len, &cap, "", 0)) return ds_error_set(err, DS_ERR_OOM, "out of memory");
     bool reasoning = o->in_reasoning;
     if (reasoning && o->color) fputs("\033[2m", stdout);
     int end_id = tokenizer_token_id(g->tok, "</think>");
@@ -110,14 +124,10 @@ ds_status textgen_run(textgen *g, const int *prompt, int n, const textgen_opts *
             reasoning = false;
         }
         fflush(stdout);
-        if (len + piece_len + 1 > cap) {
-            while (len + piece_len + 1 > cap) cap *= 2;
-            char *p = realloc(out, cap);
-            if (!p) { free(out); tokenizer_stream_free(&ts); return ds_error_set(err, DS_ERR_OOM, "out of memory"); }
-            out = p;
+        if (!text_append(&out, &len, &cap, piece, piece_len)) {
+            s = ds_error_set(err, DS_ERR_OOM, "out of memory");
+            break;
         }
-        memcpy(out + len, piece, piece_len);
-        out[len += piece_len] = 0;
         if (k + 1 == max_new) break; // the last token needs no forward
         int pos = g->n_cached;
         uint8_t want = 1;
@@ -132,11 +142,7 @@ ds_status textgen_run(textgen *g, const int *prompt, int n, const textgen_opts *
     if (reasoning && o->color) fputs("\033[0m", stdout);
     fputc('\n', stdout);
     fflush(stdout);
-    if (len + tail_len + 1 > cap) {
-        char *p = realloc(out, len + tail_len + 1);
-        if (p) { out = p; cap = len + tail_len + 1; }
-    }
-    if (len + tail_len + 1 <= cap) { memcpy(out + len, tail, tail_len); out[len += tail_len] = 0; }
+    if (!text_append(&out, &len, &cap, tail, tail_len) && s == DS_OK) s = ds_error_set(err, DS_ERR_OOM, "out of memory");
     tokenizer_stream_free(&ts);
     st->decode_s = cli_now() - t1;
     *reply = out;

@@ -3,7 +3,7 @@
 #include "base/rng.h"
 #include "base/status.h"
 
-typedef struct {
+typedef struct sampler_params {
     float temperature; // 0 = greedy (argmax, lowest id on ties)
     int top_k;         // 0 = off
     float top_p;       // 1 = off
