@@ -4,6 +4,10 @@
 #   models/<preset>/             random checkpoint written by `deepseek init --seed 1234`
 #   logits/<preset>.npy          float32 [T, V] from the independent reference tools/reference.py
 #   logits/<preset>.mtp.npy      float32 [T-1, V] MTP-head logits (presets with an MTP layer)
+#   grads/<preset>.safetensors   F32 gradients of the training loss (tools/reference.py --grad:
+#                                main CE of ids[1..] given ids[..T-2]; no MTP, no balance loss)
+#   grads/<preset>.full.safetensors   same plus --mtp-weight 0.3 --balance-alpha 0.01 (presets
+#                                with an MTP layer); loss values in the "__metadata__" strings
 #
 # Usage: tools/make_fixtures.sh [DEEPSEEK_BINARY]      (default build/deepseek)
 # Environment:
@@ -24,6 +28,9 @@ SEED=1234
 IDS=0,1,17,42,255,254,253,128,3,3,3,99,200,7,250,64,65,31,32,33,127,129,2,251
 # tiny-fp8 is the tiny preset stored like the official FP8 release (e4m3 + weight_scale_inv).
 PRESETS="tiny tiny-noq tiny-v2 tiny-v2-greedy tiny-fp8"
+GRAD_PRESETS="tiny tiny-noq tiny-v2 tiny-v2-greedy"
+MTP_WEIGHT=0.3
+BALANCE_ALPHA=0.01
 
 if [ -n "${DS_INIT_CMD:-}" ]; then
     INIT=$DS_INIT_CMD
@@ -37,7 +44,7 @@ fi
 
 "$PY" tools/reference.py --selftest >/dev/null
 
-mkdir -p "$OUT/models" "$OUT/logits"
+mkdir -p "$OUT/models" "$OUT/logits" "$OUT/grads"
 printf '%s\n' "$IDS" > "$OUT/ids.txt"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT INT TERM
@@ -62,7 +69,25 @@ for p in $PRESETS; do
             --out "$OUT/logits/$p.mtp.npy" 2>"$LOG"
         summary="$summary$(cat "$LOG")
 "
+        has_mtp=1
+    else
+        has_mtp=0
     fi
+    case " $GRAD_PRESETS " in
+        *" $p "*)
+            loss=$("$PY" tools/reference.py --model "$dir" --ids "$IDS" --grad "$OUT/grads/$p.safetensors" 2>"$LOG")
+            summary="$summary$(cat "$LOG")
+  $loss
+"
+            if [ $has_mtp = 1 ]; then
+                loss=$("$PY" tools/reference.py --model "$dir" --ids "$IDS" --grad "$OUT/grads/$p.full.safetensors" \
+                    --mtp-weight $MTP_WEIGHT --balance-alpha $BALANCE_ALPHA 2>"$LOG")
+                summary="$summary$(cat "$LOG")
+  $loss
+"
+            fi
+            ;;
+    esac
 done
 
 echo "fixtures in $OUT (ids: $IDS)"
@@ -79,5 +104,39 @@ for p in sys.argv[2:]:
             a = np.load(f)
             print("  %-28s %-10s max|logit| %.3f  argmax[:6] %s" % (
                 os.path.basename(f), "x".join(map(str, a.shape)), abs(a).max(), a.argmax(-1)[:6].tolist()))
+# Gradient fixtures: a tensor may be all-zero only if it belongs to a routed expert that no
+# token selected (then all three of its matrices are zero), or to the MTP layer when W = 0.
+sys.path.insert(0, "tools")
+import json, re, struct
+from reference import SafetensorsFile
+bad = 0
+for p in sys.argv[2:]:
+    for suffix in ("", ".full"):
+        f = os.path.join(root, "grads", p + suffix + ".safetensors")
+        if not os.path.exists(f):
+            continue
+        st = SafetensorsFile(f)
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            meta = json.loads(fh.read(n))["__metadata__"]
+        with open(os.path.join(root, "models", p, "config.json")) as fh:
+            L = json.load(fh)["num_hidden_layers"]
+        zero, experts = [], {}
+        for name in st.info:
+            z = not st.read(name)[0].any()
+            m = re.match(r"model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.", name)
+            if m and not (suffix == "" and int(m.group(1)) == L):
+                experts.setdefault(m.groups(), set()).add(z)
+            elif z and not (suffix == "" and name.startswith("model.layers.%d." % L)):
+                zero.append(name)
+        mixed = [k for k, v in experts.items() if len(v) > 1]
+        unused = sum(1 for v in experts.values() if v == {True})
+        if zero or mixed:
+            bad += 1
+            print("  %s: UNEXPECTED all-zero gradients %s, experts partly zero %s" % (os.path.basename(f), zero, mixed))
+        print("  %-28s %3d tensors  loss %.6f (ce %.6f, mtp %.6f, balance %.6f)  unselected experts %d" % (
+            os.path.basename(f), len(st.info), float(meta["loss"]), float(meta["ce"]), float(meta["mtp"]),
+            float(meta["balance"]), unused))
+sys.exit(1 if bad else 0)
 EOF
-du -sh "$OUT/models" "$OUT/logits" | sed 's/^/  /'
+du -sh "$OUT/models" "$OUT/logits" "$OUT/grads" | sed 's/^/  /'

@@ -10,7 +10,32 @@ evaluated token by token, expert by expert.
         [--mtp]              MTP head logits instead, shape [T-1, V] (section 5)
         [--check-absorbed]   also run the absorbed-MLA form (section 3.4); fail unless it
                              matches the naive form to 1e-9 (relative to max |value|)
+    /usr/bin/python3 tools/reference.py --model DIR --ids 0,17,42 --grad OUT.safetensors
+        [--mtp-weight W]     add W * MTP cross-entropy (default 0: MTP not run)
+        [--balance-alpha A]  add the sequence-wise balance loss (default 0)
     /usr/bin/python3 tools/reference.py --selftest
+
+Gradient mode (--grad), for checking a trainer's backward pass against autograd:
+  * Every checkpoint tensor except e_score_correction_bias (selection only, never trained),
+    fp8 weight_scale_inv companions and the MTP layer's embed_tokens / shared_head.head copies
+    is a float64 leaf (fp8 dequantised first).  The MTP block uses model.embed_tokens.weight
+    and lm_head.weight themselves (physically shared, as in DeepSeek-V3 training), so their
+    gradients include the MTP contribution.
+  * ids t_0..t_{T-1}: the main model runs on t_0..t_{T-2} (positions 0..T-2);
+    ce = mean_{t=0..T-2} CE(logits_t, t_{t+1}).
+  * W > 0: the MTP module (section 5, embedding first) runs on i = 0..T-3 with Emb(t_{i+1})
+    and h_i = main final hidden AFTER model.norm, positions 0..T-3;
+    mtp = mean_{i=0..T-3} CE(mtp_logits_i, t_{i+2}).  W = 0: the MTP block is not run, mtp = 0.
+  * A > 0: balance = A * sum over MoE layers (main layers over their T-1 tokens; the MTP block
+    over its T-2 tokens iff W > 0) of sum_i f_i P_i, f_i = E/(K T') * #tokens that SELECTED
+    expert i (bias and group limit applied; constant), P_i = mean_t s_{i,t} / sum_j s_{j,t},
+    s = sigmoid or softmax of the router logits over all E experts.  Not multiplied by W.
+  * loss = ce + W * mtp + balance.  Gate weights w_k = rsf * s[idx_k] (/ sum of selected s iff
+    norm_topk_prob); the gradient flows through s, never through the top-k selection.
+  * stdout: one JSON line {"loss", "ce", "mtp", "balance"}; OUT: safetensors, F32 gradient of
+    every trainable tensor under its HF name and shape (zeros where no gradient reaches it:
+    experts never selected, MTP tensors when W = 0), names sorted, loss values as strings in
+    __metadata__.
 
 Choices where the spec leaves room:
   * MoE noaux_tc: groups not kept are masked with -inf (official code), weights are the
@@ -334,16 +359,29 @@ def topk_desc(v, k):
 
 
 class Model:
-    def __init__(self, model_dir, check_absorbed=False):
+    def __init__(self, model_dir, check_absorbed=False, grad=False):
         with open(os.path.join(model_dir, "config.json")) as f:
             self.cfg = Config(json.load(f))
         qc = self.cfg.raw.get("quantization_config") or {}
         self.ck = Checkpoint(model_dir, tuple(qc.get("weight_block_size", (128, 128))))
         self.check_absorbed = check_absorbed
         self.stats = Stats()
+        # Gradient mode: parameters are float64 leaves created on first use and reused, the
+        # MTP block uses the main embedding / head (tied), and every MoE layer records its
+        # per-token scores and selection for the balance loss.
+        self.grad = grad
+        self.params = {}
+        self.moe_log = {}  # layer -> [(s [E] tensor, selected expert ids)]
 
     def w(self, name, shape=None):
-        return self.ck.get(name, shape)
+        if not self.grad:
+            return self.ck.get(name, shape)
+        if name not in self.params:
+            self.params[name] = self.ck.get(name, shape).requires_grad_(True)
+        t = self.params[name]
+        if shape is not None and list(t.shape) != list(shape):
+            raise RefError("%s has shape %s, expected %s" % (name, list(t.shape), list(shape)))
+        return t
 
     # ---------------------------------------------------------------- MLA (sections 3.3, 3.4)
     def attention(self, l, x, pos):
@@ -465,7 +503,7 @@ class Model:
         p = "model.layers.%d.mlp." % l
         gate = self.w(p + "gate.weight", [c.E, c.D])
         bname = p + "gate.e_score_correction_bias"
-        bias = self.w(bname, [c.E]).tolist() if self.ck.has(bname) else None
+        bias = self.ck.get(bname, [c.E]).tolist() if self.ck.has(bname) else None  # never trained
         experts = [(self.w(p + "experts.%d.gate_proj.weight" % j, [c.MI, c.D]),
                     self.w(p + "experts.%d.up_proj.weight" % j, [c.MI, c.D]),
                     self.w(p + "experts.%d.down_proj.weight" % j, [c.D, c.MI])) for j in range(c.E)]
@@ -477,7 +515,17 @@ class Model:
                       self.w(p + "shared_experts.down_proj.weight", [c.D, sw]))
         ys = []
         for t in range(x.shape[0]):
-            idx, wts = self.route((gate @ x[t]).tolist(), bias)
+            z = gate @ x[t]
+            idx, wts = self.route(z.detach().tolist(), bias)
+            if self.grad:
+                # Same selection; weights recomputed as tensors so the gradient flows through
+                # the scores s (never through the choice of idx).
+                s = torch.sigmoid(z) if c.scoring == "sigmoid" else torch.softmax(z, dim=-1)
+                wsel = s[idx]
+                if c.norm_topk:
+                    wsel = wsel / wsel.sum()
+                wts = list(wsel * c.rsf)
+                self.moe_log.setdefault(l, []).append((s, list(idx)))
             y = torch.zeros(c.D, dtype=F64)
             for e, wk in zip(idx, wts):
                 y = y + wk * swiglu(x[t], *experts[e])
@@ -514,8 +562,11 @@ class Model:
             raise RefError("--mtp: checkpoint has no %seh_proj.weight" % p)
         if len(ids) < 2:
             raise RefError("--mtp needs at least 2 ids")
-        emb_name = p + "embed_tokens.weight" if self.ck.has(p + "embed_tokens.weight") else "model.embed_tokens.weight"
-        head_name = p + "shared_head.head.weight" if self.ck.has(p + "shared_head.head.weight") else "lm_head.weight"
+        # Inference reads the layer-L copies when stored; gradient mode ties them to the main
+        # tensors (DeepSeek-V3 training shares them physically).
+        tied = self.grad
+        emb_name = p + "embed_tokens.weight" if not tied and self.ck.has(p + "embed_tokens.weight") else "model.embed_tokens.weight"
+        head_name = p + "shared_head.head.weight" if not tied and self.ck.has(p + "shared_head.head.weight") else "lm_head.weight"
         e = rmsnorm(self.w(emb_name, [c.V, c.D])[torch.tensor(ids[1:])], self.w(p + "enorm.weight", [c.D]), c.eps)
         hh = rmsnorm(hf[:-1], self.w(p + "hnorm.weight", [c.D]), c.eps)
         u = torch.cat([e, hh], dim=-1) @ self.w(p + "eh_proj.weight", [c.D, 2 * c.D]).T  # embedding FIRST
@@ -538,16 +589,129 @@ def run(model_dir, ids, mtp=False, check_absorbed=False, log=sys.stderr):
             out.std(dim=-1).mean().item()), file=log)
         if check_absorbed:
             print("  absorbed vs naive MLA: max relative diff %.3g" % st.absorbed_max_rel, file=log)
-        if st.routed_tokens:
-            print("  routing (%d token-layers): min top-K gap %.3g, min group gap %s; sets changed by: "
-                  "group limit %d, bias %d, 0.0 instead of -inf fill %d" % (
-                      st.routed_tokens, st.min_expert_gap,
-                      "%.3g" % st.min_group_gap if st.min_group_gap != float("inf") else "n/a",
-                      st.group_limit_changes_selection, st.bias_changes_selection,
-                      st.zero_fill_changes_selection), file=log)
-            if st.min_expert_gap < 1e-5 or st.min_group_gap < 1e-5:
-                print("  WARNING: a routing decision is within 1e-5 of a tie; f32 engines may differ", file=log)
+        _log_routing(st, log)
     return out, m
+
+
+def _log_routing(st, log):
+    if st.routed_tokens:
+        print("  routing (%d token-layers): min top-K gap %.3g, min group gap %s; sets changed by: "
+              "group limit %d, bias %d, 0.0 instead of -inf fill %d" % (
+                  st.routed_tokens, st.min_expert_gap,
+                  "%.3g" % st.min_group_gap if st.min_group_gap != float("inf") else "n/a",
+                  st.group_limit_changes_selection, st.bias_changes_selection,
+                  st.zero_fill_changes_selection), file=log)
+        if st.min_expert_gap < 1e-5 or st.min_group_gap < 1e-5:
+            print("  WARNING: a routing decision is within 1e-5 of a tie; f32 engines may differ", file=log)
+
+
+# ==============================================================================================
+# Gradient mode (see the module docstring)
+# ==============================================================================================
+
+def cross_entropy(logits, targets):
+    """Mean over rows of -log softmax(logits_r)[targets_r]."""
+    tgt = torch.tensor(targets)
+    return (torch.logsumexp(logits, dim=-1) - logits[torch.arange(len(targets)), tgt]).mean()
+
+
+def balance_term(cfg, records):
+    """sum_i f_i P_i for one MoE layer (section 8), from its [(s, idx)] per token."""
+    E, K, T = cfg.E, cfg.K, len(records)
+    s = torch.stack([r[0] for r in records])                 # [T, E]
+    P = (s / s.sum(dim=-1, keepdim=True)).mean(dim=0)         # [E]
+    counts = torch.zeros(E, dtype=F64)
+    for _, idx in records:
+        for e in idx:
+            counts[e] += 1.0
+    f = counts * (E / (K * T))                                # constant
+    return (f * P).sum()
+
+
+def grad_losses(m, ids, mtp_weight=0.0, balance_alpha=0.0):
+    """Loss parts (0-d float64 tensors) of gradient mode on a Model built with grad=True.
+    Also returns the main and MTP logits (None when not run)."""
+    c = m.cfg
+    if len(ids) < 2:
+        raise RefError("--grad needs at least 2 ids")
+    if mtp_weight > 0:
+        if c.n_mtp < 1:
+            raise RefError("--mtp-weight > 0 but the checkpoint has no MTP layer")
+        if len(ids) < 3:
+            raise RefError("--mtp-weight > 0 needs at least 3 ids")
+    m.moe_log = {}
+    inputs = ids[:-1]
+    logits, hf = m.forward(inputs)
+    ce = cross_entropy(logits, ids[1:])
+    zero = torch.zeros((), dtype=F64)
+    mtp, mtp_logits = zero, None
+    if mtp_weight > 0:
+        mtp_logits = m.forward_mtp(inputs, hf)               # rows i = 0..T-3
+        mtp = cross_entropy(mtp_logits, ids[2:])
+    bal = zero
+    if balance_alpha > 0:
+        for l in sorted(m.moe_log):
+            bal = bal + balance_term(c, m.moe_log[l])
+        bal = balance_alpha * bal
+    loss = ce + mtp_weight * mtp + bal
+    return {"loss": loss, "ce": ce, "mtp": mtp, "balance": bal}, logits, mtp_logits
+
+
+def trainable_names(m):
+    """Checkpoint tensors that get a gradient entry, sorted."""
+    L = m.cfg.L
+    tied = set()
+    for k in range(m.cfg.n_mtp):
+        tied |= {"model.layers.%d.embed_tokens.weight" % (L + k), "model.layers.%d.shared_head.head.weight" % (L + k)}
+    return sorted(n for n in m.ck.where
+                  if not n.endswith("_scale_inv") and not n.endswith(".e_score_correction_bias") and n not in tied)
+
+
+def run_grad(model_dir, ids, mtp_weight=0.0, balance_alpha=0.0, log=sys.stderr):
+    """Returns (loss parts as floats, [(name, float64 numpy gradient)] sorted by name)."""
+    m = Model(model_dir, grad=True)
+    c = m.cfg
+    bad = [i for i in ids if not 0 <= i < c.V]
+    if bad:
+        raise RefError("ids %s outside [0, %d)" % (bad, c.V))
+    parts, _, _ = grad_losses(m, ids, mtp_weight, balance_alpha)
+    parts["loss"].backward()
+    grads = []
+    for n in trainable_names(m):
+        p = m.params.get(n)
+        if p is not None and p.grad is not None:
+            g = p.grad.detach().numpy()
+        else:  # never reached (expert never selected, MTP with W = 0)
+            g = np.zeros(m.ck.where[n].info[n]["shape"], dtype=np.float64)
+        grads.append((n, g))
+    vals = {k: v.item() for k, v in parts.items()}
+    if log:
+        print("reference: %s grad T=%d (main %d tokens, MTP %d) W=%g A=%g: loss %.9g ce %.9g mtp %.9g balance %.6g" % (
+            model_dir, len(ids), len(ids) - 1, len(ids) - 2 if mtp_weight > 0 else 0, mtp_weight, balance_alpha,
+            vals["loss"], vals["ce"], vals["mtp"], vals["balance"]), file=log)
+        _log_routing(m.stats, log)
+    return vals, grads
+
+
+def write_f32_safetensors(path, tensors, metadata):
+    """tensors: [(name, array)] written as F32 in this order, contiguous, no gaps; metadata:
+    {str: str}.  u64 LE header length, JSON header padded with spaces to a multiple of 8."""
+    header = {"__metadata__": dict(metadata)}
+    blobs, off = [], 0
+    for name, a in tensors:
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * ((-len(h)) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
 
 
 # ==============================================================================================
@@ -677,7 +841,125 @@ def _selftest_models():
         for (r, c_) in [(0, 0), (127, 127), (128, 0), (0, 128), (199, 129), (150, 3)]:
             assert deq[r, c_] == FP8_E4M3_TABLE[codes[r, c_]] * np.float64(scale[r // 128, c_ // 128])
         assert np.abs(deq - w).max() <= 0.07 * np.abs(w).max()
-    print("selftest: storage dtypes and fp8 block dequantisation OK")
+        print("selftest: storage dtypes and fp8 block dequantisation OK")
+        _selftest_grad(tmp, ids)
+
+
+def _selftest_grad(tmp, ids):
+    """Gradient mode: autograd against central finite differences in float64, loss parts
+    against the logits mode, tying of the MTP embedding / head, the output file."""
+    ids = ids[:8]  # main model on 7 tokens, MTP on 6
+    for preset, W, A in (("tiny", 0.3, 0.5), ("tiny-v2", 0.0, 0.5), ("tiny-v2-greedy", 0.0, 0.5)):
+        d = os.path.join(tmp, preset)
+        m = Model(d, grad=True)
+        c = m.cfg
+        parts, logits, mtp_logits = grad_losses(m, ids, W, A)
+        parts["loss"].backward()
+        # The loss parts recomputed from the logits mode (python-float gate weights).
+        ref_main, _ = run(d, ids[:-1], log=None)
+        assert torch.allclose(logits.detach(), ref_main, rtol=0, atol=1e-12), preset
+        ce = float(np.mean([torch.logsumexp(ref_main[t], 0).item() - ref_main[t, ids[t + 1]].item()
+                            for t in range(len(ids) - 1)]))
+        _close(parts["ce"].item(), ce, 1e-12, preset + " ce")
+        if W > 0:
+            ref_mtp, _ = run(d, ids[:-1], mtp=True, log=None)  # copies == main tensors here
+            assert torch.allclose(mtp_logits.detach(), ref_mtp, rtol=0, atol=1e-12), preset
+        assert parts["balance"].item() > 0
+        _close(parts["loss"].item(), (parts["ce"] + W * parts["mtp"] + parts["balance"]).item(), 1e-15, "loss sum")
+        selection = {l: [r[1] for r in recs] for l, recs in m.moe_log.items()}
+
+        # Tensors to probe: globals, one dense and one MoE layer in full (router, shared
+        # expert, one routed expert), the MTP block; each at its largest |gradient| entry and
+        # at one fixed entry.
+        L = c.L
+        moe_l = next(l for l in range(L) if c.is_moe(l))
+        dense_l = next((l for l in range(L) if not c.is_moe(l)), None)
+        e0 = selection[moe_l][0][0]  # an expert that token 0 selected
+        want = ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"]
+        for n in m.params:
+            if n in want:
+                continue
+            if dense_l is not None and n.startswith("model.layers.%d." % dense_l):
+                want.append(n)
+            elif n.startswith("model.layers.%d." % moe_l) and (".experts." not in n or ".experts.%d." % e0 in n):
+                want.append(n)
+            elif W > 0 and n.startswith("model.layers.%d." % L) and (
+                    ".experts." not in n or ".experts.%d.down_proj" % selection[L][0][0] in n):
+                want.append(n)
+        probes = []
+        for n in want:
+            g = m.params[n].grad
+            assert g is not None, (preset, n)
+            probes.append((n, tuple(int(i) for i in np.unravel_index(int(g.abs().argmax()), g.shape))))
+            probes.append((n, tuple(0 for _ in g.shape)))
+        # The embedding row of a token that is an MTP input and a main input (tied path).
+        probes.append(("model.embed_tokens.weight", (ids[3], 1)))
+        probes.append(("lm_head.weight", (ids[2], 2)))  # main target of t=1, MTP target of i=0
+        if A > 0:  # the router row of an expert: selection-independent balance gradient
+            probes.append(("model.layers.%d.mlp.gate.weight" % moe_l, (c.E - 1, 3)))
+
+        eps, worst, big = 1e-5, 0.0, 0
+        with torch.no_grad():
+            for n, ix in probes:
+                p = m.params[n]
+                g = p.grad[ix].item()
+                x0 = p[ix].item()
+                p[ix] = x0 + eps
+                lp = grad_losses(m, ids, W, A)[0]["loss"].item()
+                sel_p = {l: [r[1] for r in recs] for l, recs in m.moe_log.items()}
+                p[ix] = x0 - eps
+                lm = grad_losses(m, ids, W, A)[0]["loss"].item()
+                sel_m = {l: [r[1] for r in recs] for l, recs in m.moe_log.items()}
+                p[ix] = x0
+                assert sel_p == selection and sel_m == selection, (preset, n, ix, "routing flipped")
+                fd = (lp - lm) / (2 * eps)
+                err = abs(fd - g)
+                if not err <= 1e-8 + 1e-6 * abs(g):
+                    raise AssertionError("%s: d loss / d %s%s: autograd %.12g, finite difference %.12g" % (
+                        preset, n, list(ix), g, fd))
+                worst = max(worst, err / max(abs(g), 1e-8))
+                big += abs(g) > 1e-4
+        assert big >= len(probes) // 2, (preset, big, len(probes))
+        print("selftest: %s grad (W=%g, A=%g): %d autograd entries == central differences (worst rel %.2g)" % (
+            preset, W, A, len(probes), worst))
+
+    # Tying: with distinct layer-L copies stored, gradient mode still uses the main embedding
+    # and head (the copies get no entry), i.e. it equals the logits mode with the copies
+    # replaced by the main tensors, and differs from the logits mode reading the copies.
+    d = os.path.join(tmp, "distinct")
+    m = Model(d, grad=True)
+    L = m.cfg.L
+    _, _, mt = grad_losses(m, ids, 0.3, 0.0)
+    plain, _ = run(d, ids[:-1], mtp=True, log=None)
+    mi = Model(d)
+    alias = {"model.layers.%d.embed_tokens.weight" % L: "model.embed_tokens.weight",
+             "model.layers.%d.shared_head.head.weight" % L: "lm_head.weight"}
+    mi.w = lambda name, shape=None: mi.ck.get(alias.get(name, name), shape)
+    tied = mi.forward_mtp(ids[:-1], mi.forward(ids[:-1])[1])
+    assert torch.allclose(mt.detach(), tied, rtol=0, atol=1e-12)
+    assert not torch.allclose(mt.detach(), plain)
+    names = trainable_names(m)
+    assert not set(alias) & set(names) and not set(alias) & set(m.params)
+    assert not any("e_score_correction_bias" in n or "scale_inv" in n for n in names)
+
+    # Output file: W = 0 leaves the MTP block without gradient, W > 0 reaches all of it;
+    # the file reads back exactly (header padding, offsets, metadata).
+    for W in (0.0, 0.3):
+        vals, grads = run_grad(os.path.join(tmp, "tiny"), ids, W, 0.01, log=None)
+        mtp_zero = [bool(np.all(g == 0)) for n, g in grads if n.startswith("model.layers.%d." % L) and ".experts." not in n]
+        assert all(mtp_zero) if W == 0 else not any(mtp_zero), W
+        assert not any(np.all(g == 0) for n, g in grads if ".layers." not in n)
+        path = os.path.join(tmp, "g.safetensors")
+        write_f32_safetensors(path, grads, {k: repr(v) for k, v in vals.items()})
+        st = SafetensorsFile(path)
+        with open(path, "rb") as f:
+            (hn,) = struct.unpack("<Q", f.read(8))
+            meta = json.loads(f.read(hn))["__metadata__"]
+        assert hn % 8 == 0 and list(st.info) == [n for n, _ in grads]
+        assert {k: float(v) for k, v in meta.items()} == vals
+        for n, g in grads:
+            assert np.array_equal(st.read(n)[0], g.astype(np.float32).astype(np.float64)), n
+    print("selftest: grad mode: MTP tying, zero / non-zero MTP gradients, safetensors output OK")
 
 
 # ==============================================================================================
@@ -689,11 +971,32 @@ def main(argv=None):
     ap.add_argument("--out", help="output .npy (float32 [T, V], or [T-1, V] with --mtp)")
     ap.add_argument("--mtp", action="store_true", help="MTP head logits (section 5)")
     ap.add_argument("--check-absorbed", action="store_true", help="assert absorbed MLA == naive MLA to 1e-9")
+    ap.add_argument("--grad", metavar="OUT.safetensors", help="gradient mode: loss JSON on stdout, F32 gradients to OUT")
+    ap.add_argument("--mtp-weight", type=float, default=0.0, help="gradient mode: weight W of the MTP loss (default 0)")
+    ap.add_argument("--balance-alpha", type=float, default=0.0, help="gradient mode: alpha of the balance loss (default 0)")
     ap.add_argument("--selftest", action="store_true", help="pinned constants and invariants, then exit")
     a = ap.parse_args(argv)
     if a.selftest:
         selftest()
         return 0
+    if a.grad:
+        if a.out or a.mtp or a.check_absorbed:
+            ap.error("--grad does not combine with --out, --mtp or --check-absorbed")
+        if not (a.model and a.ids):
+            ap.error("--grad needs --model and --ids")
+        if not (a.mtp_weight >= 0 and a.balance_alpha >= 0):
+            ap.error("--mtp-weight and --balance-alpha must be >= 0")
+        try:
+            ids = [int(s) for s in a.ids.split(",") if s.strip() != ""]
+            vals, grads = run_grad(a.model, ids, a.mtp_weight, a.balance_alpha)
+            write_f32_safetensors(a.grad, grads, {k: repr(v) for k, v in vals.items()})
+        except (RefError, ValueError, OSError) as e:
+            print("reference.py: error: %s" % e, file=sys.stderr)
+            return 2
+        print(json.dumps(vals))
+        return 0
+    if a.mtp_weight or a.balance_alpha:
+        ap.error("--mtp-weight / --balance-alpha only with --grad")
     if not (a.model and a.ids and a.out):
         ap.error("--model, --ids and --out are required (or --selftest)")
     try:

@@ -55,6 +55,10 @@ const float *ds_engine_hidden(const ds_engine *e);
 // t_{p+2}. The MTP cache of each sequence advances like the main one.
 ds_status ds_engine_forward_mtp(ds_engine *e, const ds_batch *b, const float *hidden, float *logits, ds_error *err);
 
+// Routing of one token (shared with the trainer): router logits (E) -> chosen experts idx (K)
+// and their weights w (K). scores, sel: (E) scratch. bias may be NULL. Serial.
+void moe_route_topk(const ds_config *c, const float *bias, const float *logits, float *scores, float *sel, int *idx, float *w);
+
 int ds_engine_seq_len(const ds_engine *e, int seq);
 int ds_engine_seq_mtp_len(const ds_engine *e, int seq);
 // Forgets positions >= len of a sequence (0 = reset) in the main and MTP caches.

@@ -66,9 +66,6 @@ struct ds_engine {
 // Sub-blocks; xn (N, D) in, e->out (N, D) out. `layer` indexes the cache (L = MTP).
 void mla_forward(ds_engine *e, const ds_block *b, int layer, const ds_batch *batch);
 void ffn_forward(ds_engine *e, const ds_block *b, int n);
-// Routing of one token: router logits (E) -> chosen experts idx (K) and weights w (K).
-// scores, sel: (E) scratch. bias may be NULL.
-void moe_route_topk(const ds_config *c, const float *bias, const float *logits, float *scores, float *sel, int *idx, float *w);
 
 static inline float *eng_cache_row(const ds_engine *e, int layer, int seq, int pos) {
     return e->cache + (((int64_t)layer * e->lim.max_seqs + seq) * e->lim.max_ctx + pos) * e->lat_dim;
