@@ -1,7 +1,7 @@
 #!/bin/sh
 # Regenerate the golden fixtures under tests/fixtures/ used by tests/unit/test_fixtures.c:
 #   ids.txt                      the token ids (one comma-separated line)
-#   models/<preset>/             random checkpoint written by `deepseek init --seed 1234`
+#   models/<preset>/             random checkpoint written by `deepseek init --seed 1234 --random-bias`
 #   logits/<preset>.npy          float32 [T, V] from the independent reference tools/reference.py
 #   logits/<preset>.mtp.npy      float32 [T-1, V] MTP-head logits (presets with an MTP layer)
 #   grads/<preset>.safetensors   F32 gradients of the training loss (tools/reference.py --grad:
@@ -52,8 +52,8 @@ trap 'rm -f "$LOG"' EXIT INT TERM
 summary=""
 for p in $PRESETS; do
     case $p in
-        tiny-fp8) args="--preset tiny --dtype fp8" ;;
-        *) args="--preset $p --dtype f32" ;;
+        tiny-fp8) args="--preset tiny --dtype fp8 --random-bias" ;;
+        *) args="--preset $p --dtype f32 --random-bias" ;;
     esac
     dir=$OUT/models/$p
     rm -rf "$dir"

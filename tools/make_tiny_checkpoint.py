@@ -374,6 +374,9 @@ def main(argv=None):
     ap.add_argument("--distinct-mtp-copies", action="store_true",
                     help="random MTP embed_tokens/shared_head.head instead of copies of the main ones")
     ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--random-bias", action="store_true",
+                    help="accepted for command-line parity with `deepseek init`; this script always draws "
+                         "the routing bias at random (section 11)")
     a = ap.parse_args(argv)
     c = write_checkpoint(a.out, a.preset, a.seed, a.dtype, a.distinct_mtp_copies, a.shards)
     main_n, mtp_n = param_count(c)

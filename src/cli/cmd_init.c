@@ -6,11 +6,12 @@
 #include "cli/cli.h"
 #include "io/fileutil.h"
 #include "model/init.h"
+#include "tokenizer/tokenizer.h"
 
 static void init_usage(FILE *f) {
     fprintf(f,
             "usage: deepseek init --preset NAME -o DIR [--dtype f32|bf16|fp8] [--seed N] [--shard-mb MB]\n"
-            "                     [--vocab N] [--tokenizer DIR] [-t THREADS]\n"
+            "                     [--vocab N] [--tokenizer DIR | --byte-tokenizer] [--random-bias] [-t THREADS]\n"
             "Writes a random-weight DeepSeek checkpoint in the Hugging Face layout: config.json,\n"
             "model-XXXXX-of-YYYYY.safetensors shards and model.safetensors.index.json, MTP layer included.\n"
             "  --preset   one of: %s\n"
@@ -19,19 +20,26 @@ static void init_usage(FILE *f) {
             "  --seed     random seed (default 1)\n"
             "  --shard-mb largest shard in MiB (default 1024; there are always at least 2 shards)\n"
             "  --vocab    override the preset's vocabulary size (e.g. 129280 to pair with a real tokenizer)\n"
-            "  --tokenizer copy tokenizer.json and tokenizer_config.json from DIR into the checkpoint\n",
+            "  --tokenizer copy tokenizer.json and tokenizer_config.json from DIR into the checkpoint\n"
+            "  --random-bias  draw the MoE routing bias (e_score_correction_bias) at random instead of\n"
+            "             zeros, so routing fixtures exercise it (training starts from zeros)\n"
+            "  --byte-tokenizer  write a byte-level tokenizer (256 bytes + BOS 256 + EOS 257) and size\n"
+            "             the vocabulary for it (at least 258), for training from scratch on raw text\n",
             ds_preset_names());
 }
 
 int cmd_init(int argc, char **argv) {
     const char *preset = NULL, *out = NULL, *tok_dir = NULL, *v;
     long vocab = 0;
+    int byte_tok = 0;
     ds_init_params p = {.dtype = DS_INIT_F32, .seed = 1, .progress = 1};
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         long n;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { init_usage(stdout); return 0; }
-        if ((v = cli_opt(argc, argv, &i, "--preset", &missing))) preset = v;
+        if (!strcmp(argv[i], "--byte-tokenizer")) byte_tok = 1;
+        else if (!strcmp(argv[i], "--random-bias")) p.random_bias = 1;
+        else if ((v = cli_opt(argc, argv, &i, "--preset", &missing))) preset = v;
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing)) || (v = cli_opt(argc, argv, &i, "--out", &missing))) out = v;
         else if ((v = cli_opt(argc, argv, &i, "--dtype", &missing))) {
             if (!strcmp(v, "f32")) p.dtype = DS_INIT_F32;
@@ -52,15 +60,22 @@ int cmd_init(int argc, char **argv) {
             if (!cli_apply_threads("init", v)) return 1;
         } else if (missing) return cli_usage_error("init", "%s needs a value", argv[i]);
         else return cli_usage_error("init", "unknown option '%s'", argv[i]);
-        if (missing) return cli_usage_error("init", "%s needs a value", argv[i]);
     }
     if (!preset) return cli_usage_error("init", "--preset is required");
     if (!out) return cli_usage_error("init", "-o DIR is required");
+    if (byte_tok && tok_dir) return cli_usage_error("init", "--tokenizer and --byte-tokenizer exclude each other");
     ds_config c;
     ds_error err = {{0}};
     ds_status st = ds_preset_config(&c, preset, &err);
     if (st) return cli_fail("init", st, &err);
     if (vocab) c.vocab_size = (int)vocab;
+    if (byte_tok) {
+        if (vocab && vocab < TOKENIZER_BYTES_VOCAB)
+            return cli_usage_error("init", "--vocab %ld is too small for --byte-tokenizer (needs %d)", vocab, TOKENIZER_BYTES_VOCAB);
+        if (c.vocab_size < TOKENIZER_BYTES_VOCAB) c.vocab_size = TOKENIZER_BYTES_VOCAB;
+        c.bos_token_id = TOKENIZER_BYTES_BOS;
+        c.eos_token_id = TOKENIZER_BYTES_EOS;
+    }
     cli_install_signals();
     p.cancel = &cli_interrupted;
     st = ds_init_write(&c, &p, out, &err);
@@ -72,6 +87,7 @@ int cmd_init(int argc, char **argv) {
         if (st == DS_OK) st = file_write_atomic(dst, data, size, &err);
         free(src); free(dst); free(data);
     }
+    if (st == DS_OK && byte_tok) st = tokenizer_write_bytelevel(out, &err);
     if (st) return cli_fail("init", st, &err);
     fprintf(stderr, "init: wrote preset '%s' to %s\n", preset, out);
     return 0;

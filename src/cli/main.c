@@ -19,6 +19,7 @@ static const command commands[] = {
     {"detokenize", cmd_detokenize, "print the text of token ids"},
     {"run", cmd_run, "answer one prompt through the chat template, streaming the reply"},
     {"chat", cmd_chat, "interactive multi-turn chat"},
+    {"train", cmd_train, "train (pre-train or fine-tune) a model on text, writing HF checkpoints"},
     {"grad", cmd_grad, "loss and gradient of every parameter for one token sequence"},
     {"plot", cmd_plot, "draw the loss curves of a training metrics file as a PNG"},
 };

@@ -94,8 +94,12 @@ static uint64_t name_hash(const char *s) {
 
 // Values of one tensor in f32; chunks of 64K elements have their own RNG stream so the
 // result does not depend on the thread count.
-void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, float *v) {
+void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, int random_bias, float *v) {
     int64_t n = t->ndim == 1 ? t->shape[0] : t->shape[0] * t->shape[1];
+    if (t->kind == CKPT_INIT_BIAS && !random_bias) {
+        memset(v, 0, sizeof(float) * (size_t)n);
+        return;
+    }
     uint64_t h = name_hash(t->source);
     int64_t chunk = 65536, nchunks = (n + chunk - 1) / chunk;
     #pragma omp parallel for schedule(static)
@@ -113,7 +117,10 @@ void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, float *v) {
     }
 }
 
-static void init_fill(void *ctx, const ckpt_tensor *t, float *v) { ds_init_fill_tensor(t, *(const uint64_t *)ctx, v); }
+static void init_fill(void *ctx, const ckpt_tensor *t, float *v) {
+    const ds_init_params *p = ctx;
+    ds_init_fill_tensor(t, p->seed, p->random_bias, v);
+}
 
 ds_status ds_init_write(const ds_config *c, const ds_init_params *p, const char *dir, ds_error *err) {
     ds_dtype mat = DS_F32, other = DS_F32;
@@ -122,8 +129,7 @@ ds_status ds_init_write(const ds_config *c, const ds_init_params *p, const char 
     ckpt_list l;
     if (!ckpt_list_build(&l, c, mat, other)) { ckpt_list_free(&l); return ds_error_set(err, DS_ERR_OOM, "out of memory"); }
     ckpt_write_opts o = {.max_shard_bytes = p->max_shard_bytes, .progress = p->progress, .cancel = p->cancel};
-    uint64_t seed = p->seed;
-    ds_status st = ckpt_write(c, &l, init_fill, &seed, &o, dir, err);
+    ds_status st = ckpt_write(c, &l, init_fill, (void *)p, &o, dir, err);
     ckpt_list_free(&l);
     return st;
 }

@@ -18,6 +18,8 @@ typedef struct {
     int64_t max_shard_bytes;  // 0 = default (1 GiB, and always at least 2 shards)
     int progress;             // print progress to stderr
     volatile int *cancel;     // polled between tensors: non-zero stops with DS_ERR_INTERRUPTED
+    int random_bias;          // random e_score_correction_bias (test fixtures: routing depends on
+                              // it) instead of zeros (how training starts)
 } ds_init_params;
 
 // Writes config.json, model-XXXXX-of-YYYYY.safetensors shards and
@@ -26,4 +28,4 @@ typedef struct {
 ds_status ds_init_write(const ds_config *c, const ds_init_params *p, const char *dir, ds_error *err);
 
 // The random values `init` gives tensor t for a seed (the trainer starts from the same).
-void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, float *v);
+void ds_init_fill_tensor(const ckpt_tensor *t, uint64_t seed, int random_bias, float *v);

@@ -11,6 +11,14 @@ typedef struct ds_tokenizer ds_tokenizer;
 ds_status tokenizer_load(ds_tokenizer **t, const char *dir, ds_error *err);
 void tokenizer_free(ds_tokenizer *t);
 
+// Writes dir/tokenizer.json + tokenizer_config.json of a byte-level BPE with no merges (ids
+// 0..255 are the bytes) plus BOS and EOS under DeepSeek's special-token names: the smallest
+// real tokenizer, for models trained from scratch on raw text.
+#define TOKENIZER_BYTES_BOS 256
+#define TOKENIZER_BYTES_EOS 257
+#define TOKENIZER_BYTES_VOCAB 258
+ds_status tokenizer_write_bytelevel(const char *dir, ds_error *err);
+
 // Encodes UTF-8 text (len bytes). add_special = HF encode(text) (post-processor / add_bos_token
 // from tokenizer_config.json), false = add_special_tokens=False. Special and added tokens
 // written in the text are always recognised. *ids is malloc'd.

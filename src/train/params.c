@@ -55,7 +55,7 @@ void params_free(param_store *ps) {
 ds_status params_init_random(param_store *ps, const ds_config *c, uint64_t seed, ds_error *err) {
     ds_status st = params_layout(ps, c, err);
     for (int i = 0; st == DS_OK && i < ps->list.n; i++)
-        ds_init_fill_tensor(&ps->list.t[i], seed, params_data(ps, i));
+        ds_init_fill_tensor(&ps->list.t[i], seed, 0, params_data(ps, i));
     if (st) params_free(ps);
     return st;
 }

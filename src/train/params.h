@@ -13,7 +13,7 @@ typedef struct {
     float *params, *grads, *m, *v;
 } param_store;
 
-// Random values, identical to `deepseek init --seed seed` (f32).
+// Random values, identical to `deepseek init --seed seed` (f32, zero routing bias).
 ds_status params_init_random(param_store *ps, const ds_config *c, uint64_t seed, ds_error *err);
 // From a checkpoint folder (any stored dtype; validated like ds_model_load), dequantised to f32.
 ds_status params_load(param_store *ps, const char *dir, ds_error *err);
