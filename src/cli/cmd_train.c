@@ -19,7 +19,7 @@
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: deepseek train -m INIT_DIR --data FILE[,FILE...] -o OUT_DIR [options]\n"
-            "       deepseek train --resume -o OUT_DIR [--steps N] [-t THREADS]\n"
+            "       deepseek train --resume -o OUT_DIR [--steps N] [--stop-after N] [-t THREADS]\n"
             "Trains the model in INIT_DIR (e.g. from `deepseek init`) on text files (one document\n"
             "each) or JSONL files with a \"text\" field, tokenised with INIT_DIR's tokenizer (cached\n"
             "under OUT_DIR/token-cache) and packed into sequences. OUT_DIR receives the checkpoint in\n"
@@ -43,6 +43,8 @@ static void train_usage(FILE *f) {
             "  --save-every N     checkpoint every N steps (default 100, 0 = only at the end)\n"
             "  --save-dtype D     f32 (default) or bf16 model files (f32 master weights are kept for --resume)\n"
             "  --resume           continue the run saved in OUT_DIR: same data, settings and losses\n"
+            "  --stop-after N     save and exit after N steps of this invocation (time-sliced runs;\n"
+            "                     --resume continues exactly as if never stopped)\n"
             "  -t THREADS\n");
 }
 
@@ -52,6 +54,7 @@ typedef struct {
     int n_data;
     int resume;
     long steps_override;
+    long stop_after;     // steps this invocation runs before saving and exiting (0 = all)
 } train_args;
 
 static int add_data(train_args *a, const char *list) {
@@ -106,6 +109,8 @@ static int train_parse(int argc, char **argv, train_args *a, train_settings *s, 
             if (!cli_parse_int(v, 1, 1L << 30, &n)) return cli_usage_error("train", "--steps expects a positive integer, got '%s'", v);
             s->steps = (int)n;
             a->steps_override = n;
+        } else if ((v = cli_opt(argc, argv, &i, "--stop-after", &missing))) {
+            if (!cli_parse_int(v, 1, 1L << 30, &a->stop_after)) return cli_usage_error("train", "--stop-after expects a positive integer, got '%s'", v);
         } else {
             ++*set_flags;
             if ((v = cli_opt(argc, argv, &i, "--seq-len", &missing))) {
@@ -173,7 +178,7 @@ static int train_parse(int argc, char **argv, train_args *a, train_settings *s, 
     if (a->resume) {
         if (*set_flags)
             return cli_usage_error("train", "with --resume the run's model, data and settings come from %s/train_state.json; "
-                                            "only --steps and -t may be given", a->out_dir);
+                                            "only --steps, --stop-after and -t may be given", a->out_dir);
         return -1;
     }
     if (!a->init_dir) return cli_usage_error("train", "-m INIT_DIR is required (a checkpoint folder, e.g. from deepseek init)");
@@ -419,6 +424,7 @@ static ds_status train_loop(train_run *r, ds_error *err) {
         if (!isnan(val)) fprintf(stderr, " val %.4f", val);
         fprintf(stderr, " | lr %.2e | gnorm %.3f | %.0f tok/s | MFU %.1f%% | load max/mean %.2f | ETA %s%s", lr, gnorm,
                 tok_s, 100 * mfu, imb, eta, tty && isnan(val) ? "" : "\n");
+        if (r->a.stop_after && s->step - step0 >= r->a.stop_after) break;
         if (set->save_every > 0 && s->step % set->save_every == 0 && s->step < set->steps) {
             st = train_save(r, err);
             if (st) return st;
