@@ -75,6 +75,16 @@ void attention_backward_head(float *dq, float *dk, float *dv, const float *dout,
                              const float *q, const float *k, const float *v, const float *p,
                              const float *lse, const attn_dims *a);
 
+// The same pair as whole-matrix products (OpenBLAS sgemm; single-threaded inside OpenMP
+// regions, so callers run one head per thread). lse (Tq) is required: the backward recomputes
+// P from it. scratch: Tq * Tk floats for the forward, 2 * Tq * Tk for the backward; out is
+// required by the backward (D_i = dout_i . out_i). Same accumulation rules as above.
+void attention_forward_head_gemm(float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const attn_dims *a, float *scratch);
+void attention_backward_head_gemm(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *q, const float *k, const float *v, const float *lse,
+                                  const attn_dims *a, float *scratch);
+
 // ---- cross-entropy loss ------------------------------------------------------------------
 // logits (N, V), targets (N), weights (N) or NULL (= all 1), losses (N), dlogits (N, V).
 // losses[n] = -log softmax(logits[n])[targets[n]] (unweighted), and

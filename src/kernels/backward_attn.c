@@ -1,5 +1,6 @@
 // Causal attention for one head, forward and backward (shapes in backward.h).
 // Serial by design: the MLA layer runs heads (and sequences) in parallel around these.
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -92,4 +93,64 @@ void attention_backward_head(float *dq, float *dk, float *dv, const float *dout,
         }
 #undef ATTN_P
     }
+}
+
+// ---- GEMM form (training) ------------------------------------------------------------------
+// The same functions as whole-matrix products: S = scale Q K^T, P = causal softmax(S),
+// O = P V; backward dP = dO V^T, dV += P^T dO, dS = scale P (dP - D), dQ += dS K,
+// dK += dS^T Q. sgemm does the O(T^2 d) work; only the softmax stays row-wise. Called from
+// inside OpenMP regions (one head per thread), where OpenBLAS runs single-threaded.
+
+// Rows of S (Tq, Tk) -> P in place, causal, with each row's log-sum-exp into lse.
+static void attn_softmax_rows(float *s, float *lse, const attn_dims *a) {
+    for (int i = 0; i < a->Tq; i++) {
+        float *si = s + (int64_t)i * a->Tk;
+        int nk = attn_nkeys(a, i);
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < nk; j++) mx = si[j] > mx ? si[j] : mx;
+        for (int j = 0; j < nk; j++) sum += si[j] = expf(si[j] - mx);
+        float inv = nk > 0 ? 1.0f / sum : 0.0f;
+        for (int j = 0; j < nk; j++) si[j] *= inv;
+        for (int j = nk; j < a->Tk; j++) si[j] = 0.0f;
+        if (lse) lse[i] = nk > 0 ? mx + logf(sum) : -INFINITY;
+    }
+}
+
+void attention_forward_head_gemm(float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const attn_dims *a, float *scratch) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->Tq, a->Tk, a->d, a->scale, q, a->ldq, k, a->ldk, 0.0f,
+                scratch, a->Tk);
+    attn_softmax_rows(scratch, lse, a);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->Tq, a->dv, a->Tk, 1.0f, scratch, a->Tk, v, a->ldv, 0.0f,
+                out, a->ldo);
+}
+
+void attention_backward_head_gemm(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                  const float *q, const float *k, const float *v, const float *lse,
+                                  const attn_dims *a, float *scratch) {
+    int Tq = a->Tq, Tk = a->Tk;
+    float *p = scratch, *dp = scratch + (int64_t)Tq * Tk;
+    // P again from the saved log-sum-exp: exp(S - lse) on the visible keys
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, a->d, a->scale, q, a->ldq, k, a->ldk, 0.0f, p, Tk);
+    for (int i = 0; i < Tq; i++) {
+        float *pi = p + (int64_t)i * Tk;
+        int nk = attn_nkeys(a, i);
+        for (int j = 0; j < nk; j++) pi[j] = expf(pi[j] - lse[i]);
+        for (int j = nk; j < Tk; j++) pi[j] = 0.0f;
+    }
+    if (dv)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, a->dv, Tq, 1.0f, p, Tk, dout, a->ldo, 1.0f, dv, a->ldv);
+    if (!dq && !dk) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, a->dv, 1.0f, dout, a->ldo, v, a->ldv, 0.0f, dp, Tk);
+    for (int i = 0; i < Tq; i++) {
+        float *pi = p + (int64_t)i * Tk, *dpi = dp + (int64_t)i * Tk;
+        int nk = attn_nkeys(a, i);
+        float D = dot_f32(dout + (int64_t)i * a->ldo, out + (int64_t)i * a->ldo, a->dv);
+        for (int j = 0; j < nk; j++) dpi[j] = a->scale * pi[j] * (dpi[j] - D);
+        for (int j = nk; j < Tk; j++) dpi[j] = 0.0f;
+    }
+    if (dq)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, a->d, Tk, 1.0f, dp, Tk, k, a->ldk, 1.0f, dq, a->ldq);
+    if (dk)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, a->d, Tq, 1.0f, dp, Tk, q, a->ldq, 1.0f, dk, a->ldk);
 }

@@ -83,12 +83,14 @@ typedef struct {
     int *fill;        // (E) grouping cursors
     float *ce_logits; // (CH, V)
     float *ce_loss, *ce_w; // (CH)
+    float *attn;      // (threads, 2 T T) per-thread attention score matrices
 } tm_scratch;
 
 struct train_model {
     param_store *ps;
     ds_config c;
     int B, T, N, Nm;          // planned limits; Nm = B*(T-1) MTP tokens
+    int n_threads;            // OpenMP threads at creation (attention scratch slots)
     int L, has_mtp;
     int D, H, dn, dr, dv, dqk, dc, dq, I, MI, S, E, K, V, F;
     float eps, scale, rope_mscale;
@@ -231,6 +233,7 @@ static void tm_plan(tm_arena *ar, train_model *tm) {
     s->ce_logits = TAKE_F(ar, (int64_t)TM_CE_CHUNK * tm->V);
     s->ce_loss = TAKE_F(ar, TM_CE_CHUNK);
     s->ce_w = TAKE_F(ar, TM_CE_CHUNK);
+    s->attn = TAKE_F(ar, (int64_t)tm->n_threads * 2 * tm->T * tm->T);
     tm->inv_freq = TAKE_F(ar, tm->dr / 2 + 1);
     tm->load = TAKE_I(ar, (int64_t)(tm->n_moe ? tm->n_moe : 1) * (tm->E ? tm->E : 1));
 }
@@ -312,6 +315,7 @@ ds_status train_model_create(train_model **out, param_store *ps, int B, int T, d
     tm->ps = ps;
     tm->c = *c;
     tm->B = B; tm->T = T; tm->N = B * T; tm->Nm = B * (T - 1);
+    tm->n_threads = omp_get_max_threads();
     tm->L = c->num_hidden_layers;
     tm->has_mtp = c->num_nextn_predict_layers > 0;
     tm->D = c->hidden_size; tm->H = c->num_attention_heads;
@@ -474,9 +478,9 @@ static void mla_forward_t(train_model *tm, const tm_block *w, tm_acts *a, int B,
     for (int p = 0; p < B * H; p++) {
         int b = p / H, h = p % H;
         int64_t r = (int64_t)b * T;
-        attention_forward_head(a->att + r * H * dv + h * dv, NULL, a->lse + (int64_t)p * T,
-                               a->q + r * HQ + h * dqk, a->k + r * HQ + h * dqk,
-                               a->kv + r * HKV + h * (dn + dv) + dn, &ad);
+        float *scratch = tm->s.attn + (int64_t)omp_get_thread_num() * 2 * tm->T * tm->T;
+        attention_forward_head_gemm(a->att + r * H * dv + h * dv, a->lse + (int64_t)p * T, a->q + r * HQ + h * dqk,
+                                    a->k + r * HQ + h * dqk, a->kv + r * HKV + h * (dn + dv) + dn, &ad, scratch);
     }
     matmul_forward_f32(out, a->att, w->o, N, H * dv, D);
 }
@@ -498,8 +502,9 @@ static void mla_backward_t(train_model *tm, const tm_block *w, tm_block *g, cons
         int b = p / H, h = p % H;
         int64_t r = (int64_t)b * T;
         int64_t oq = r * HQ + h * dqk, ov = r * HKV + h * (dn + dv) + dn, oo = r * H * dv + h * dv;
-        attention_backward_head(s->dq + oq, s->dk + oq, s->dkv + ov, s->datt + oo, a->att + oo, a->q + oq,
-                                a->k + oq, a->kv + ov, NULL, a->lse + (int64_t)p * T, &ad);
+        float *scratch = s->attn + (int64_t)omp_get_thread_num() * 2 * tm->T * tm->T;
+        attention_backward_head_gemm(s->dq + oq, s->dk + oq, s->dkv + ov, s->datt + oo, a->att + oo, a->q + oq,
+                                     a->k + oq, a->kv + ov, a->lse + (int64_t)p * T, &ad, scratch);
     }
     // Undo the rotations and split dk: k_nope goes back to kv_b_proj's output, the k_pe
     // parts of all heads sum into the one shared k_pe.

@@ -443,6 +443,23 @@ static void at_case(attn_dims a, uint64_t seed) {
         }
         free(dq); free(dk); free(dv);
     }
+    // GEMM form: same forward, and a backward from the saved lse
+    float *out3 = calloc((size_t)no, sizeof(float)), lse3[64];
+    float *scratch = malloc(sizeof(float) * (size_t)(2 * a.Tq * a.Tk));
+    attention_forward_head_gemm(out3, lse3, q, k, v, &a, scratch);
+    check_close("attention gemm lse", lse3, rl, a.Tq, 1e-5);
+    for (int i = 0; i < a.Tq; i++) check_close("attention gemm out", out3 + i * a.ldo, ro + i * a.dv, a.dv, 1e-5);
+    {
+        float *dq = copyf(g0q, nq), *dk3 = copyf(g0k, nk), *dv = copyf(g0v, nv);
+        for (int t = 1; t <= 2; t++) {
+            attention_backward_head_gemm(dq, dk3, dv, dout, out3, q, k, v, lse3, &a, scratch);
+            check_grad("attention gemm dq", dq, g0q, fdq, nq, 1, t);
+            check_grad("attention gemm dk", dk3, g0k, fdk, nk, 1, t);
+            check_grad("attention gemm dv", dv, g0v, fdv, nv, 1, t);
+        }
+        free(dq); free(dk3); free(dv);
+    }
+    free(out3); free(scratch);
     // NULL gradients are skipped
     float *dk = copyf(g0k, nk);
     attention_backward_head(NULL, dk, NULL, dout, out, q, k, v, p, NULL, &a);

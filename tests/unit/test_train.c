@@ -253,14 +253,15 @@ static void test_memorise_text(void **state) {
     adamw_params hp = adamw_defaults();
     hp.weight_decay = 0;
     double first = 0, last = 0;
-    for (int step = 0; step < 150; step++) {
+    lr_schedule sched = {.kind = LR_COSINE, .lr_max = 1e-2f, .lr_min = 1e-3f, .warmup = 10, .total = 200};
+    for (int step = 0; step < 200; step++) {
         train_loss_weights w = {1.0f / (B * T), 0.3f / (B * (T - 1)), 1e-4f / B};
         train_loss L = {0};
         memset(ps.grads, 0, sizeof(float) * (size_t)ps.n);
         train_model_reset_load(tm);
         train_model_step(tm, inp, tgt, B, T, &w, &L);
         double gn = trainer_grad_norm(&ps);
-        trainer_adamw(&ps, &hp, step + 1, 1e-2f, grad_clip_scale(gn, 1.0f));
+        trainer_adamw(&ps, &hp, step + 1, lr_at(&sched, step), grad_clip_scale(gn, 1.0f));
         train_model_update_bias(tm, 0.001f, NULL);
         last = L.ce_sum / (double)L.ce_count;
         if (step == 0) first = last;
