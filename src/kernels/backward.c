@@ -141,15 +141,19 @@ void crossentropy_forward_backward(float *losses, float *dlogits, const float *l
             if (dl) memset(dl, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        float mx = l[0];
-        for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += (double)expf(l[j] - mx);
+        float mx = max_f32(l, V), lt = l[t];
+        // exp(l - max) goes straight into dlogits (in place when they alias), then scales
+        double sum = dl ? exp_sum_f32(dl, l, V, mx) : 0.0;
+        if (!dl)
+            for (int64_t j0 = 0; j0 < V; j0 += 256) { // loss only: exps into a stack buffer
+                float e[256];
+                sum += exp_sum_f32(e, l + j0, V - j0 < 256 ? V - j0 : 256, mx);
+            }
         float lse = mx + (float)log(sum);
-        if (losses) losses[n] = lse - l[t];
+        if (losses) losses[n] = lse - lt;
         if (!dl) continue;
-        float w = weights ? weights[n] : 1.0f;
-        for (int j = 0; j < V; j++) dl[j] = expf(l[j] - lse) * w;
+        float w = weights ? weights[n] : 1.0f, c = (float)(w / sum);
+        for (int j = 0; j < V; j++) dl[j] *= c;
         dl[t] -= w;
     }
 }

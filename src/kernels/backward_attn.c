@@ -106,9 +106,8 @@ static void attn_softmax_rows(float *s, float *lse, const attn_dims *a) {
     for (int i = 0; i < a->Tq; i++) {
         float *si = s + (int64_t)i * a->Tk;
         int nk = attn_nkeys(a, i);
-        float mx = -INFINITY, sum = 0.0f;
-        for (int j = 0; j < nk; j++) mx = si[j] > mx ? si[j] : mx;
-        for (int j = 0; j < nk; j++) sum += si[j] = expf(si[j] - mx);
+        float mx = max_f32(si, nk);
+        float sum = nk > 0 ? (float)exp_sum_f32(si, si, nk, mx) : 0.0f;
         float inv = nk > 0 ? 1.0f / sum : 0.0f;
         for (int j = 0; j < nk; j++) si[j] *= inv;
         for (int j = nk; j < a->Tk; j++) si[j] = 0.0f;
@@ -135,7 +134,7 @@ void attention_backward_head_gemm(float *dq, float *dk, float *dv, const float *
     for (int i = 0; i < Tq; i++) {
         float *pi = p + (int64_t)i * Tk;
         int nk = attn_nkeys(a, i);
-        for (int j = 0; j < nk; j++) pi[j] = expf(pi[j] - lse[i]);
+        if (nk > 0) exp_sum_f32(pi, pi, nk, lse[i]);
         for (int j = nk; j < Tk; j++) pi[j] = 0.0f;
     }
     if (dv)

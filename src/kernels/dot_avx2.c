@@ -8,6 +8,7 @@
 
 #if DS_HAVE_AVX2_KERNELS
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define DS_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -193,5 +194,61 @@ DS_TARGET void cvt_fp8_avx2(float *out, const void *w, const float *srow, int64_
         for (; i + 8 <= len; i += 8) _mm256_storeu_ps(ob + i, _mm256_mul_ps(fp8_load8(pb + i), vs));
         for (; i < len; i++) ob[i] = kernels_fp8_lut[pb[i]] * sc;
     }
+}
+
+// ---- exp --------------------------------------------------------------------------------
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (two-part ln 2), exp(r) by a
+// degree-6 minimax polynomial on |r| <= ln2/2: about 1 ulp over the float range. Inputs below
+// -87.3 give 0 (they would be denormal), which softmax and cross-entropy want.
+DS_TARGET static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.37626f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+DS_TARGET double exp_sum_f32_avx2(float *out, const float *in, int64_t n, float shift) {
+    __m256 vs = _mm256_set1_ps(shift), acc = _mm256_setzero_ps();
+    double total = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(in + i), vs));
+        _mm256_storeu_ps(out + i, e);
+        acc = _mm256_add_ps(acc, e);
+        if ((i & 1023) == 1016) { total += hsum_ps(acc); acc = _mm256_setzero_ps(); } // bound float error
+    }
+    total += hsum_ps(acc);
+    if (i < n) {
+        float tail_in[8] = {0}, tail_out[8];
+        int m = (int)(n - i);
+        for (int k = 0; k < 8; k++) tail_in[k] = k < m ? in[i + k] - shift : -INFINITY;
+        _mm256_storeu_ps(tail_out, exp8(_mm256_loadu_ps(tail_in)));
+        for (int k = 0; k < m; k++) { out[i + k] = tail_out[k]; total += tail_out[k]; }
+    }
+    return total;
+}
+
+DS_TARGET float max_f32_avx2(const float *x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float t[8], r = -INFINITY;
+    _mm256_storeu_ps(t, m);
+    for (int k = 0; k < 8; k++) r = t[k] > r ? t[k] : r;
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
 }
 #endif // DS_HAVE_AVX2_KERNELS

@@ -26,6 +26,8 @@ void axpy_bf16_avx2(float *y, float a, const void *w, int64_t n);
 void axpy_f16_avx2(float *y, float a, const void *w, int64_t n);
 void axpy_fp8_avx2(float *y, float a, const void *w, const float *srow, int64_t n);
 
+double exp_sum_f32_avx2(float *out, const float *in, int64_t n, float shift);
+float max_f32_avx2(const float *x, int64_t n);
 void cvt_bf16_avx2(float *out, const void *w, int64_t n);
 void cvt_f16_avx2(float *out, const void *w, int64_t n);
 void cvt_fp8_avx2(float *out, const void *w, const float *srow, int64_t n);

@@ -42,6 +42,10 @@ void swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
 // In-place softmax of x (n) in f32 (max-subtracted).
 void softmax_forward(float *x, int n);
 float dot_f32(const float *a, const float *b, int64_t n);
+// out[i] = exp(in[i] - shift) (out may alias in); returns the sum (float partial sums of at
+// most 1024 terms, added in double). Vectorised exp within ~2 ulp of expf.
+double exp_sum_f32(float *out, const float *in, int64_t n, float shift);
+float max_f32(const float *x, int64_t n); // -inf for n = 0
 void axpy_f32(float *y, float a, const float *x, int64_t n); // y += a x
 
 // ---- RoPE with YaRN -----------------------------------------------------------------

@@ -17,6 +17,24 @@ float dot_f32(const float *a, const float *b, int64_t n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+double exp_sum_f32(float *out, const float *in, int64_t n, float shift) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) return exp_sum_f32_avx2(out, in, n, shift);
+#endif
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += out[i] = expf(in[i] - shift);
+    return s;
+}
+
+float max_f32(const float *x, int64_t n) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) return max_f32_avx2(x, n);
+#endif
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
 void axpy_f32(float *y, float a, const float *x, int64_t n) {
 #if DS_HAVE_AVX2_KERNELS
     if (kernels_simd_active()) { axpy_f32_avx2(y, a, x, n); return; }
@@ -47,13 +65,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
 
 // x (n >= 1, at least one finite entry; -inf entries are masked positions).
 void softmax_forward(float *x, int n) {
-    float mx = x[0];
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
+    float mx = max_f32(x, n);
+    float inv = (float)(1.0 / exp_sum_f32(x, x, n, mx));
     for (int i = 0; i < n; i++) x[i] *= inv;
 }

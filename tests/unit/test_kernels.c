@@ -270,9 +270,39 @@ static void test_swiglu(void **state) {
     }
 }
 
+// exp_sum_f32 (vectorised exp) against double exp, SIMD and portable, on a range that reaches
+// the underflow clamp, and with lengths that leave tails.
+static void test_exp_sum(void **state) {
+    (void)state;
+    int n = 3001;
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    for (int i = 0; i < n; i++) x[i] = -100.0f + 100.0f * (float)i / (float)(n - 1) + 0.37f * (float)(i % 3);
+    for (int portable = 0; portable <= 1; portable++) {
+        kernels_force_portable(portable);
+        for (int m = 0; m <= 17; m += 17 - (m == 0 ? 0 : 9)) {
+            int len = n - m;
+            double want_sum = 0;
+            // the argument x - shift is formed in float by both paths
+            for (int i = 0; i < len; i++) want_sum += exp((double)(x[i] - 1.5f));
+            double got_sum = exp_sum_f32(y, x, len, 1.5f);
+            for (int i = 0; i < len; i++) {
+                double want = exp((double)(x[i] - 1.5f));
+                if (want < 1e-37) assert_true(y[i] < 2e-37f); // flushed or tiny
+                else if (!(fabs(y[i] - want) <= 4e-7 * want)) fail_msg("exp(%g): %.9g vs %.9g", (double)x[i] - 1.5, y[i], want);
+            }
+            assert_true(fabs(got_sum - want_sum) <= 1e-6 * want_sum);
+        }
+        assert_float_equal(max_f32(x, n), x[n - 1] > x[n - 2] ? x[n - 1] : x[n - 2], 0);
+    }
+    kernels_force_portable(0);
+    assert_true(isinf(max_f32(x, 0)));
+    free(x); free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simd_switch),
+        cmocka_unit_test(test_exp_sum),
         cmocka_unit_test(test_matmul_all_dtypes),
         cmocka_unit_test(test_fp8_every_code),
         cmocka_unit_test(test_matvec_rows_offsets),
