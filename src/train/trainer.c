@@ -60,12 +60,15 @@ void trainer_adamw(param_store *ps, const adamw_params *hp, int t, float lr, flo
 // ---- peak FLOP/s -------------------------------------------------------------------------
 
 double trainer_peak_flops(void) {
-    const int n = 1024;
+    const char *env = getenv("DS_PEAK_GFLOPS"); // pins the MFU denominator across runs
+    if (env && atof(env) > 0) return atof(env) * 1e9;
+    const int n = 1536;
     float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
     if (!a || !b || !c) { free(a); free(b); free(c); return 0; }
     for (int i = 0; i < n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
     double best = 1e30;
-    for (int r = 0; r < 4; r++) {
+    // Best of several: on a shared VM single runs vary by 2x; the best is the machine's peak.
+    for (int r = 0; r < 8; r++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
