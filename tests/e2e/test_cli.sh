@@ -1,26 +1,9 @@
 #!/bin/sh
 # End-to-end: the deepseek CLI on a tiny random model, bad flags and malformed files.
-set -u
-DS=${DS_BIN:-build/deepseek}
-TMP=${DS_TMP:-/tmp/ds-e2e}/cli.$$
+NAME=cli
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 PY=$(command -v python3 || echo /usr/bin/python3)
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect CODE PATTERN cmd...: exit status CODE and stderr containing PATTERN (one line)
-expect() {
-  code=$1 pat=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  rc=$?
-  [ "$rc" -eq "$code" ] || { fail "'$*' exited $rc, expected $code: $(cat "$TMP/err")"; return; }
-  grep -q -- "$pat" "$TMP/err" || fail "'$*' stderr lacks '$pat': $(cat "$TMP/err")"
-  if [ "$code" -ne 0 ] && [ "$(wc -l <"$TMP/err")" -ne 1 ]; then fail "'$*' error is not one line: $(cat "$TMP/err")"; fi
-}
 
 M=$TMP/tiny
 "$DS" init --preset tiny -o "$M" --seed 3 2>/dev/null || fail "init tiny"

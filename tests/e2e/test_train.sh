@@ -3,24 +3,8 @@
 # checkpoint loading in `deepseek run`-side commands, resume (after --stop-after and after a
 # real SIGINT) reproducing the uninterrupted losses and weights bit for bit, the metrics
 # file and plot, and bad input (flags, data, damaged checkpoints).
-set -u
-DS=${DS_BIN:-build/deepseek}
-TMP=${DS_TMP:-/tmp/ds-e2e}/train.$$
-mkdir -p "$TMP"
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect CODE PATTERN cmd...: exit status CODE and the last stderr line containing PATTERN
-expect() {
-  code=$1 pat=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  rc=$?
-  [ "$rc" -eq "$code" ] || { fail "'$*' exited $rc, expected $code: $(tail -1 "$TMP/err")"; return; }
-  tail -1 "$TMP/err" | grep -q -- "$pat" || fail "'$*' stderr lacks '$pat': $(tail -1 "$TMP/err")"
-}
+NAME=train
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 M=$TMP/init
 "$DS" init --preset tiny --byte-tokenizer -o "$M" --seed 4 2>/dev/null || fail "init --byte-tokenizer"

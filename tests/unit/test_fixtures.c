@@ -12,26 +12,6 @@
 #include "model/engine.h"
 #include "test_util.h"
 
-static const char *fixtures(void) {
-    const char *d = getenv("DS_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
-
-// Ids shared with tools/make_fixtures.sh: one comma-separated line.
-static int read_ids(int *ids, int cap) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/ids.txt", fixtures());
-    FILE *f = fopen(path, "r");
-    if (!f) fail_msg("cannot open %s", path);
-    int n = 0;
-    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) {
-        n++;
-        if (fgetc(f) != ',') break;
-    }
-    fclose(f);
-    return n;
-}
-
 static float *load_npy(const char *name, int64_t rows, int64_t cols) {
     char path[512];
     snprintf(path, sizeof path, "%s/logits/%s", fixtures(), name);

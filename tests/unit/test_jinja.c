@@ -26,11 +26,6 @@ static char *read_text(const char *path) {
     return s;
 }
 
-static const char *fixtures(void) {
-    const char *d = getenv("DS_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
-
 // Renders tmpl with the JSON context text ctx; returns the status, *out owned by the caller.
 static ds_status render(const char *tmpl, const char *ctx, char **out, ds_error *err) {
     cJSON *j = cJSON_Parse(ctx ? ctx : "{}");

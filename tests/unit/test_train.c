@@ -21,25 +21,6 @@
 #include "train/trainer.h"
 #include "test_util.h"
 
-static const char *fixtures(void) {
-    const char *d = getenv("DS_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
-
-static int read_ids(int *ids, int cap) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/ids.txt", fixtures());
-    FILE *f = fopen(path, "r");
-    if (!f) fail_msg("cannot open %s", path);
-    int n = 0;
-    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) {
-        n++;
-        if (fgetc(f) != ',') break;
-    }
-    fclose(f);
-    return n;
-}
-
 // "loss" etc. from the fixture's safetensors __metadata__ (strings).
 static double meta_number(const char *path, const char *key) {
     char *data = NULL;

@@ -31,3 +31,26 @@ static inline double test_max_rel_diff(const float *a, const float *b, long n) {
     }
     return maxd / maxb;
 }
+
+// The fixture root (tests/fixtures, or DS_FIXTURES as CTest sets it).
+static inline const char *fixtures(void) {
+    const char *d = getenv("DS_FIXTURES");
+    return d ? d : "tests/fixtures";
+}
+
+#ifdef fail_msg // cmocka included first
+// Ids shared with tools/make_fixtures.sh: one comma-separated line in ids.txt.
+static inline int read_ids(int *ids, int cap) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/ids.txt", fixtures());
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot open %s", path);
+    int n = 0;
+    while (n < cap && fscanf(f, "%d", &ids[n]) == 1) {
+        n++;
+        if (fgetc(f) != ',') break;
+    }
+    fclose(f);
+    return n;
+}
+#endif
