@@ -23,8 +23,8 @@ static void init_usage(FILE *f) {
             "  --tokenizer copy tokenizer.json and tokenizer_config.json from DIR into the checkpoint\n"
             "  --random-bias  draw the MoE routing bias (e_score_correction_bias) at random instead of\n"
             "             zeros, so routing fixtures exercise it (training starts from zeros)\n"
-            "  --byte-tokenizer  write a byte-level tokenizer (256 bytes + BOS 256 + EOS 257) and size\n"
-            "             the vocabulary for it (at least 258), for training from scratch on raw text\n",
+            "  --byte-tokenizer  write a byte-level tokenizer (256 bytes + BOS 256 + EOS 257) and set the\n"
+            "             vocabulary to its 258 tokens (unless --vocab), for training from scratch on raw text\n",
             ds_preset_names());
 }
 
@@ -72,7 +72,7 @@ int cmd_init(int argc, char **argv) {
     if (byte_tok) {
         if (vocab && vocab < TOKENIZER_BYTES_VOCAB)
             return cli_usage_error("init", "--vocab %ld is too small for --byte-tokenizer (needs %d)", vocab, TOKENIZER_BYTES_VOCAB);
-        if (c.vocab_size < TOKENIZER_BYTES_VOCAB) c.vocab_size = TOKENIZER_BYTES_VOCAB;
+        if (!vocab) c.vocab_size = TOKENIZER_BYTES_VOCAB; // no rows the tokenizer never emits
         c.bos_token_id = TOKENIZER_BYTES_BOS;
         c.eos_token_id = TOKENIZER_BYTES_EOS;
     }

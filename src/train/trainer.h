@@ -48,7 +48,7 @@ double trainer_grad_norm(const param_store *ps);
 void trainer_adamw(param_store *ps, const adamw_params *hp, int t, float lr, float grad_scale);
 
 // Peak f32 GEMM throughput of this machine with the current thread count, in FLOP/s
-// (best of 7 OpenBLAS 1536^3 sgemm runs, ~0.3 s): the denominator of MFU.
+// (best of 11 OpenBLAS 1536^3 sgemm runs, ~0.5 s): the denominator of MFU.
 // DS_PEAK_GFLOPS in the environment replaces the measurement.
 double trainer_peak_flops(void);
 
