@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "model/model.h"
 
 #include "infer/sampler.h"
 
@@ -88,6 +89,22 @@ bool cli_apply_threads(const char *cmd, const char *v) {
     }
     cli_set_threads((int)n);
     return true;
+}
+
+bool cli_parse_quant(const char *cmd, const char *v, int *dtype) {
+    if (!strcmp(v, "q8") || !strcmp(v, "q8_0")) *dtype = DS_Q8_0;
+    else if (!strcmp(v, "q4") || !strcmp(v, "q4_0")) *dtype = DS_Q4_0;
+    else if (!strcmp(v, "none")) *dtype = -1;
+    else return cli_usage_error(cmd, "--quant must be q8, q4 or none, got '%s'", v), false;
+    return true;
+}
+
+ds_status cli_model_load(ds_model *m, const char *dir, int quant, ds_error *err) {
+    ds_status st = ds_model_load(m, dir, err);
+    if (st || quant < 0) return st;
+    st = ds_model_quantize(m, (ds_dtype)quant, isatty(2), NULL, err);
+    if (st) ds_model_free(m);
+    return st;
 }
 
 bool cli_parse_attn(const char *cmd, const char *v, int *mode) {

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "base/status.h"
+#include "model/model.h"
 
 int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -33,6 +34,11 @@ void cli_set_threads(int n);
 bool cli_apply_threads(const char *cmd, const char *v);
 // The value of --attn (auto|naive|absorbed) as a ds_attn_mode, or a usage error and false.
 bool cli_parse_attn(const char *cmd, const char *v, int *mode);
+
+// The value of --quant (q8 | q4 | none) as a ds_dtype (-1 = none), or a usage error and false.
+bool cli_parse_quant(const char *cmd, const char *v, int *dtype);
+// Loads a model folder and, with quant >= 0, re-encodes its matrices (progress on stderr).
+ds_status cli_model_load(ds_model *m, const char *dir, int quant, ds_error *err);
 
 struct sampler_params;
 // The sampling options shared by generate/run/chat (--temp --top-k --top-p --min-p --seed):

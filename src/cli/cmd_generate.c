@@ -1,4 +1,4 @@
-// deepseek generate -m DIR --ids 0,17,42 -n N [sampling flags] [-t THREADS]
+// deepseek generate -m DIR --ids 0,17,42 -n N [sampling flags] [--quant q8|q4] [-t THREADS]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +197,7 @@ int cmd_generate(int argc, char **argv) {
     int ignore_eos = 0;
     ds_attn_mode attn = DS_ATTN_AUTO;
     sampler_params sp = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 1};
+    int quant = -1;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { generate_usage(stdout); return 0; }
@@ -213,6 +214,8 @@ int cmd_generate(int argc, char **argv) {
             int mode;
             if (!cli_parse_attn("generate", v, &mode)) return 1;
             attn = (ds_attn_mode)mode;
+        } else if ((v = cli_opt(argc, argv, &i, "--quant", &missing))) {
+            if (!cli_parse_quant("generate", v, &quant)) return 1;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
             if (!cli_apply_threads("generate", v)) return 1;
         } else if (missing) return cli_usage_error("generate", "%s needs a value", argv[i]);
@@ -226,7 +229,7 @@ int cmd_generate(int argc, char **argv) {
     }
     ds_model m;
     ds_error err = {{0}};
-    ds_status st = ds_model_load(&m, dir, &err);
+    ds_status st = cli_model_load(&m, dir, quant, &err);
     if (st == DS_OK) {
         cli_install_signals();
         st = gen_run(&m, &p, (int)n_gen, &sp, ignore_eos, (int)batch, attn, &err);

@@ -8,7 +8,7 @@
 
 static void info_usage(FILE *f) {
     fprintf(f,
-            "usage: deepseek info -m DIR [--ctx N] [--batch N] [--seqs N] [-t THREADS]\n"
+            "usage: deepseek info -m DIR [--ctx N] [--batch N] [--seqs N] [--quant q8|q4] [-t THREADS]\n"
             "Prints the architecture, total and active parameters, bytes of weights read per decoded\n"
             "token, cache bytes per token (absorbed latent and naive K/V), and the memory the engine\n"
             "allocates for the given limits (defaults: --ctx 4096 or the model's maximum, --batch 512, --seqs 1).\n");
@@ -33,6 +33,7 @@ static const char *count(double v, char *buf, size_t n) {
 int cmd_info(int argc, char **argv) {
     const char *dir = NULL, *v;
     long ctx = 0, batch = 512, seqs = 1;
+    int quant = -1;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { info_usage(stdout); return 0; }
@@ -43,6 +44,8 @@ int cmd_info(int argc, char **argv) {
             if (!cli_parse_int(v, 1, 1L << 24, &batch)) return cli_usage_error("info", "--batch expects a positive integer, got '%s'", v);
         } else if ((v = cli_opt(argc, argv, &i, "--seqs", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &seqs)) return cli_usage_error("info", "--seqs expects a positive integer, got '%s'", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--quant", &missing))) {
+            if (!cli_parse_quant("info", v, &quant)) return 1;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
             if (!cli_apply_threads("info", v)) return 1;
         } else if (missing) return cli_usage_error("info", "%s needs a value", argv[i]);
@@ -51,7 +54,7 @@ int cmd_info(int argc, char **argv) {
     if (!dir) return cli_usage_error("info", "-m DIR is required");
     ds_model m;
     ds_error err = {{0}};
-    ds_status st = ds_model_load(&m, dir, &err);
+    ds_status st = cli_model_load(&m, dir, quant, &err);
     if (st) return cli_fail("info", st, &err);
     const ds_config *c = &m.cfg;
     if (ctx == 0) ctx = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;

@@ -9,7 +9,7 @@
 
 static void logits_usage(FILE *f) {
     fprintf(f,
-            "usage: deepseek logits -m DIR --ids 0,17,42 -o OUT.npy [--mtp] [--attn auto|naive|absorbed] [--chunk N] [-t THREADS]\n"
+            "usage: deepseek logits -m DIR --ids 0,17,42 -o OUT.npy [--mtp] [--attn auto|naive|absorbed] [--chunk N] [--quant q8|q4] [-t THREADS]\n"
             "Writes the float32 logits of every position, shape [T, vocab], as a NumPy .npy file.\n"
             "  --mtp    the MTP head's logits instead: row i predicts token i+2 from position i and\n"
             "           token i+1, shape [T-1, vocab]\n"
@@ -54,6 +54,7 @@ int cmd_logits(int argc, char **argv) {
     int mtp = 0;
     long chunk = 0;
     ds_attn_mode attn = DS_ATTN_AUTO;
+    int quant = -1;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { logits_usage(stdout); return 0; }
@@ -67,6 +68,8 @@ int cmd_logits(int argc, char **argv) {
             attn = (ds_attn_mode)mode;
         } else if ((v = cli_opt(argc, argv, &i, "--chunk", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 24, &chunk)) return cli_usage_error("logits", "--chunk expects a positive integer, got '%s'", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--quant", &missing))) {
+            if (!cli_parse_quant("logits", v, &quant)) return 1;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
             if (!cli_apply_threads("logits", v)) return 1;
         } else if (missing) return cli_usage_error("logits", "%s needs a value", argv[i]);
@@ -79,7 +82,7 @@ int cmd_logits(int argc, char **argv) {
         return cli_usage_error("logits", "--ids expects comma-separated non-negative token ids, e.g. 0,17,42");
     ds_model m;
     ds_error err = {{0}};
-    ds_status st = ds_model_load(&m, dir, &err);
+    ds_status st = cli_model_load(&m, dir, quant, &err);
     if (st) { free(ids); return cli_fail("logits", st, &err); }
     if (mtp && !m.has_mtp) st = ds_error_set(&err, DS_ERR_ARG, "%s: --mtp given but the model has no MTP layer", dir);
     else if (mtp && T < 2) st = ds_error_set(&err, DS_ERR_ARG, "--mtp needs at least 2 ids");

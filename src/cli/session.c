@@ -24,12 +24,13 @@ void run_usage(FILE *f, const char *cmd) {
                "  --seed S    sampling seed (default 1)\n"
                "  --ctx N     context length in tokens (default 4096, at most max_position_embeddings)\n"
                "  --batch N   prefill tokens per forward call (default 512)\n"
+               "  --quant Q   re-encode the matrices at load: q8 (Q8_0) or q4 (Q4_0); default as stored\n"
                "  -t THREADS\n");
 }
 
 // Parses the options `run` and `chat` share; returns -1 to continue, else an exit code.
 int run_parse(const char *cmd, int argc, char **argv, run_args *a) {
-    *a = (run_args){.n = 1024, .ctx = 4096, .batch = 512,
+    *a = (run_args){.n = 1024, .ctx = 4096, .batch = 512, .quant = -1,
                     .sp = {.temperature = 0.6f, .top_k = 0, .top_p = 0.95f, .min_p = 0.0f, .seed = 1}};
     const char *v;
     long n;
@@ -50,6 +51,8 @@ int run_parse(const char *cmd, int argc, char **argv, run_args *a) {
         } else if ((v = cli_opt(argc, argv, &i, "--batch", &missing))) {
             if (!cli_parse_int(v, 1, 1L << 20, &n)) return cli_usage_error(cmd, "--batch expects a positive integer, got '%s'", v);
             a->batch = (int)n;
+        } else if ((v = cli_opt(argc, argv, &i, "--quant", &missing))) {
+            if (!cli_parse_quant(cmd, v, &a->quant)) return 1;
         } else if ((sr = cli_sampling_opt(cmd, argc, argv, &i, &a->sp)) != 0) {
             if (sr < 0) return 1;
         } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
@@ -64,7 +67,7 @@ int run_parse(const char *cmd, int argc, char **argv, run_args *a) {
 
 ds_status session_open(run_session *s, const run_args *a, ds_error *err) {
     memset(s, 0, sizeof *s);
-    ds_status st = ds_model_load(&s->m, a->dir, err);
+    ds_status st = cli_model_load(&s->m, a->dir, a->quant, err);
     if (st) return st;
     s->loaded = true;
     st = tokenizer_load(&s->tok, a->dir, err);

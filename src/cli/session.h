@@ -9,6 +9,7 @@ typedef struct {
     const char *dir, *prompt, *system;
     bool raw;
     int n, ctx, batch;
+    int quant;          // -1 or DS_Q8_0 / DS_Q4_0 (--quant)
     sampler_params sp;
 } run_args;
 

@@ -101,6 +101,7 @@ static ds_status st_entry_dtype(const st_file *f, const cJSON *v, st_entry *e, d
     if (!cJSON_IsString(v) || !v->valuestring)
         return ds_error_set(err, DS_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is not a string", f->path, e->name);
     int t = ds_dtype_from_name(v->valuestring);
+    if (t >= 0 && ds_dtype_block((ds_dtype)t) != 1) t = -1; // block types are GGUF's, not safetensors'
     if (t < 0) {
         char clip[48];
         return ds_error_set(err, DS_ERR_FORMAT, "%s: tensor '%s': unsupported dtype '%s' (supported: F32, BF16, F16, F8_E4M3)",
@@ -397,7 +398,7 @@ static ds_status st_check_items(const char *path, const st_write_item *items, in
         const st_write_item *it = &items[i];
         if (!it->name || !*it->name || !strcmp(it->name, "__metadata__"))
             return ds_error_set(err, DS_ERR_ARG, "%s: tensor %d has an empty or reserved name", path, i);
-        if ((unsigned)it->dtype >= DS_DTYPE_COUNT)
+        if ((unsigned)it->dtype >= DS_DTYPE_COUNT || ds_dtype_block(it->dtype) != 1)
             return ds_error_set(err, DS_ERR_ARG, "%s: tensor '%s': invalid dtype %d", path, it->name, (int)it->dtype);
         if (it->ndim < 0 || it->ndim > 4)
             return ds_error_set(err, DS_ERR_ARG, "%s: tensor '%s': ndim %d is not in 0..4", path, it->name, it->ndim);

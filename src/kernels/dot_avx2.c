@@ -251,4 +251,70 @@ DS_TARGET float max_f32_avx2(const float *x, int64_t n) {
     for (; i < n; i++) r = x[i] > r ? x[i] : r;
     return r;
 }
+
+// ---- Q8_0 / Q4_0 against quantized activations ---------------------------------------------
+// maddubs multiplies unsigned by signed bytes, so |x| goes in the unsigned operand and w
+// takes x's sign; the int16 pair sums cannot overflow (2 * 127 * 128 < 32768).
+DS_TARGET static inline __m256 block_dot(__m256i w, __m256i x) {
+    __m256i ax = _mm256_sign_epi8(x, x), sw = _mm256_sign_epi8(w, x);
+    __m256i s16 = _mm256_maddubs_epi16(ax, sw);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+}
+
+DS_TARGET static inline float f16_scale(const unsigned char *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+DS_TARGET float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
+    const unsigned char *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += 34) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(p + 2));
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].q);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d), block_dot(qw, qx), acc);
+    }
+    return hsum_ps(acc);
+}
+
+DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
+    const unsigned char *p = w;
+    const __m128i lo_mask = _mm_set1_epi8(15);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, p += 18) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
+        __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
+        __m256i qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight); // values 0..15, 16..31
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].q);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d), block_dot(qw, qx), acc);
+    }
+    return hsum_ps(acc);
+}
+
+DS_TARGET void act_quantize_avx2(const float *x, act_q8 *y, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y++) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        y->d = amax / 127.0f;
+        __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) // round to nearest even, as lrintf does
+            q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+        // pack 32 int32 -> 32 int8; the packs interleave 128-bit lanes, the permute undoes it
+        __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y->q, p8);
+    }
+}
 #endif // DS_HAVE_AVX2_KERNELS

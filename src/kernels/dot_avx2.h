@@ -10,6 +10,18 @@
 #define DS_HAVE_AVX2_KERNELS 0
 #endif
 
+// Activations quantized per 32-value block for the integer dot products of the Q8_0 / Q4_0
+// weight types: f32 scale (exact enough not to add to the weights' error), int8 values.
+typedef struct {
+    float d;
+    int8_t q[32];
+} act_q8;
+
+// Portable versions (quant.c); the AVX2 ones below compute the same sums.
+void act_quantize_portable(const float *x, act_q8 *y, int64_t n);
+float dot_q8_0_portable(const void *w, const act_q8 *x, int64_t nb); // nb blocks
+float dot_q4_0_portable(const void *w, const act_q8 *x, int64_t nb);
+
 // e4m3fn code -> f32 (NaN codes 0x7f/0xff -> NaN), built at compile time (matmul.c).
 extern const float kernels_fp8_lut[256];
 
@@ -28,6 +40,9 @@ void axpy_fp8_avx2(float *y, float a, const void *w, const float *srow, int64_t 
 
 double exp_sum_f32_avx2(float *out, const float *in, int64_t n, float shift);
 float max_f32_avx2(const float *x, int64_t n);
+void act_quantize_avx2(const float *x, act_q8 *y, int64_t n);
+float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb);
+float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb);
 void cvt_bf16_avx2(float *out, const void *w, int64_t n);
 void cvt_f16_avx2(float *out, const void *w, int64_t n);
 void cvt_fp8_avx2(float *out, const void *w, const float *srow, int64_t n);

@@ -71,15 +71,42 @@ typedef struct {
     const unsigned char *data;
     const float *scale;
     int64_t rows, cols, esz, scols;
+    int64_t rowbytes;   // bytes per row (block types: cols / 32 blocks)
+    int quant;          // Q8_0 / Q4_0
 } wview;
 
 static wview wview_make(const ds_tensor *w) {
     wview v = {w->dtype, w->data, w->scale, ds_tensor_rows(w), ds_tensor_cols(w),
-               (int64_t)ds_dtype_size(w->dtype), 0};
+               (int64_t)ds_dtype_size(w->dtype), 0, 0, 0};
     v.scols = (v.cols + DS_FP8_BLOCK - 1) / DS_FP8_BLOCK;
+    v.rowbytes = ds_dtype_row_bytes(w->dtype, v.cols);
+    v.quant = w->dtype == DS_Q8_0 || w->dtype == DS_Q4_0;
     return v;
 }
-static inline const unsigned char *wview_row(const wview *v, int64_t r) { return v->data + r * v->cols * v->esz; }
+static inline const unsigned char *wview_row(const wview *v, int64_t r) { return v->data + r * v->rowbytes; }
+// Bytes from a row's start to column c (c a multiple of the block for block types).
+static inline int64_t wview_col_off(const wview *v, int64_t c) {
+    return v->quant ? c / DS_QBLOCK * (int64_t)ds_dtype_block_bytes(v->dtype) : c * v->esz;
+}
+
+// ---- block-quantized rows against activations quantized per block -----------------------
+static void act_quantize(const float *x, act_q8 *y, int64_t n, int simd) {
+#if DS_HAVE_AVX2_KERNELS
+    if (simd) { act_quantize_avx2(x, y, n); return; }
+#endif
+    (void)simd;
+    act_quantize_portable(x, y, n);
+}
+
+static float row_dot_q(const wview *v, int64_t r, const act_q8 *x, int simd) {
+    const unsigned char *p = wview_row(v, r);
+    int64_t nb = v->cols / DS_QBLOCK;
+#if DS_HAVE_AVX2_KERNELS
+    if (simd) return v->dtype == DS_Q8_0 ? dot_q8_0_avx2(p, x, nb) : dot_q4_0_avx2(p, x, nb);
+#endif
+    (void)simd;
+    return v->dtype == DS_Q8_0 ? dot_q8_0_portable(p, x, nb) : dot_q4_0_portable(p, x, nb);
+}
 static inline const float *wview_srow(const wview *v, int64_t r) { return v->scale + (r / DS_FP8_BLOCK) * v->scols; }
 
 // Eight partial sums keep the f32 rounding error low and let the compiler vectorise.
@@ -123,8 +150,24 @@ static float dot_fp8_portable(const unsigned char *p, const float *srow, const f
     return total;
 }
 
+static void row_cvt(const wview *v, int64_t r, int64_t c0, int64_t len, float *out, int simd);
+static float f32_dot(const float *a, const float *b, int64_t n, int simd);
+#define QCHUNK 256
+// A block-quantized row against f32 x, dequantized a chunk at a time (the per-head matvecs of
+// absorbed attention; the matmuls use the integer path).
+static float row_dot_qf(const wview *v, int64_t r, const float *x, int simd) {
+    float buf[QCHUNK], s = 0.0f;
+    for (int64_t c0 = 0; c0 < v->cols; c0 += QCHUNK) {
+        int64_t len = v->cols - c0 < QCHUNK ? v->cols - c0 : QCHUNK;
+        row_cvt(v, r, c0, len, buf, simd);
+        s += f32_dot(buf, x + c0, len, simd);
+    }
+    return s;
+}
+
 // ---- one row of any dtype: dot, axpy, convert ---------------------------------------------
 static float row_dot(const wview *v, int64_t r, const float *x, int simd) {
+    if (v->quant) return row_dot_qf(v, r, x, simd);
     const unsigned char *p = wview_row(v, r);
 #if DS_HAVE_AVX2_KERNELS
     if (simd) {
@@ -146,6 +189,15 @@ static float row_dot(const wview *v, int64_t r, const float *x, int simd) {
 static void row_axpy(const wview *v, int64_t r, float a, float *y, int simd) {
     const unsigned char *p = wview_row(v, r);
     int64_t n = v->cols;
+    if (v->quant) {
+        float buf[QCHUNK];
+        for (int64_t c0 = 0; c0 < n; c0 += QCHUNK) {
+            int64_t len = n - c0 < QCHUNK ? n - c0 : QCHUNK;
+            row_cvt(v, r, c0, len, buf, simd);
+            axpy_f32(y + c0, a, buf, len);
+        }
+        return;
+    }
 #if DS_HAVE_AVX2_KERNELS
     if (simd) {
         switch (v->dtype) {
@@ -172,7 +224,8 @@ static void row_axpy(const wview *v, int64_t r, float a, float *y, int simd) {
 
 // out[0, len) = w[r, c0 : c0 + len) in f32; c0 is a multiple of DS_FP8_BLOCK.
 static void row_cvt(const wview *v, int64_t r, int64_t c0, int64_t len, float *out, int simd) {
-    const unsigned char *p = wview_row(v, r) + c0 * v->esz;
+    const unsigned char *p = wview_row(v, r) + wview_col_off(v, c0);
+    if (v->quant) { ds_dequantize_row(v->dtype, p, out, len); return; }
     const float *srow = v->dtype == DS_F8_E4M3 ? wview_srow(v, r) + c0 / DS_FP8_BLOCK : NULL;
 #if DS_HAVE_AVX2_KERNELS
     if (simd && v->dtype != DS_F32) {
@@ -238,12 +291,35 @@ static void matmul_tiles_gemm(float *out, const float *inp, const wview *v, int 
     }
 }
 
+// Few tokens, block-quantized weights: quantize the tokens once, then integer dot products
+// row by row (rows split across threads).
+static void matmul_quant_rows(float *out, const float *inp, const wview *v, int N, float *work, int simd) {
+    int64_t OUT = v->rows, IN = v->cols, nb = IN / DS_QBLOCK;
+    size_t bytes = sizeof(act_q8) * (size_t)(N * nb);
+    act_q8 *xq = work && bytes <= sizeof(float) * (size_t)matmul_work_floats(IN) ? (act_q8 *)work : malloc(bytes);
+    if (!xq) { // no memory for 1.1 bytes per input value: fall back to dequantizing rows
+#pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && OUT > 1)
+        for (int64_t r = 0; r < OUT; r++)
+            for (int n = 0; n < N; n++) out[n * OUT + r] = row_dot_qf(v, r, inp + n * IN, simd);
+        return;
+    }
+    for (int n = 0; n < N; n++) act_quantize(inp + n * IN, xq + n * nb, IN, simd);
+#pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && OUT > 1)
+    for (int64_t r = 0; r < OUT; r++)
+        for (int n = 0; n < N; n++) out[n * OUT + r] = row_dot_q(v, r, xq + n * nb, simd);
+    if ((void *)xq != (void *)work) free(xq);
+}
+
 void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, float *work) {
     wview v = wview_make(w);
     int64_t OUT = v.rows, IN = v.cols;
     if (N <= 0 || OUT <= 0) return;
     if (IN == 0) { memset(out, 0, sizeof(float) * (size_t)N * (size_t)OUT); return; }
     int simd = kernels_simd_active();
+    if (v.quant && (N < DS_GEMM_MIN_N || !work)) {
+        matmul_quant_rows(out, inp, &v, N, work, simd);
+        return;
+    }
     // OpenBLAS reads f32 weights in place; a misaligned f32 tensor (possible in a file) goes
     // through the tile copy instead, keeping every access well-defined.
     if (N >= DS_GEMM_MIN_N && v.dtype == DS_F32 && ((uintptr_t)w->data & 3) == 0) {
@@ -262,6 +338,11 @@ void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, flo
 
 // Scalar element read, for the reference path.
 static float weight_at(const wview *v, int64_t r, int64_t c) {
+    if (v->quant) {
+        float blk[DS_QBLOCK];
+        ds_dequantize_row(v->dtype, wview_row(v, r) + wview_col_off(v, c - c % DS_QBLOCK), blk, DS_QBLOCK);
+        return blk[c % DS_QBLOCK];
+    }
     const unsigned char *p = wview_row(v, r) + c * v->esz;
     switch (v->dtype) {
     case DS_F32: return ld_f32(p);

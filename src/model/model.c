@@ -241,7 +241,7 @@ void ds_model_free(ds_model *m) {
 }
 
 static int64_t tensor_bytes(const ds_tensor *t) {
-    int64_t n = ds_tensor_numel(t) * (int64_t)ds_dtype_size(t->dtype);
+    int64_t n = ds_tensor_bytes(t);
     if (t->dtype == DS_F8_E4M3)
         n += ((t->shape[0] + 127) / 128) * ((t->shape[1] + 127) / 128) * 4;
     return n;
@@ -279,7 +279,7 @@ void ds_model_get_stats(const ds_model *m, ds_model_stats *st) {
     st->active_params = st->total_params;
     // Decoding reads one embedding row and the whole lm_head.
     st->weight_bytes = tensor_bytes(&m->embed) + (tied ? 0 : tensor_bytes(&m->lm_head)) + D * 4;
-    st->active_weight_bytes = D * (int64_t)ds_dtype_size(m->embed.dtype) + tensor_bytes(&m->lm_head) + D * 4;
+    st->active_weight_bytes = ds_dtype_row_bytes(m->embed.dtype, D) + tensor_bytes(&m->lm_head) + D * 4;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         int64_t p, b, pa, ba;
         block_stats(c, &m->layers[l], 0, &p, &b);
@@ -295,4 +295,80 @@ void ds_model_get_stats(const ds_model *m, ds_model_stats *st) {
         st->mtp_params = p + 3 * D + 2 * D * D;
         st->weight_bytes += b + 3 * D * 4 + tensor_bytes(&m->mtp.eh_proj);
     }
+}
+
+// ---- quantization at load ----------------------------------------------------------------
+
+typedef struct {
+    ds_tensor **t;
+    int n, cap;
+} tensor_list;
+
+static int tlist_add(tensor_list *l, ds_tensor *t) {
+    if (!t->data || t->ndim != 2) return 1;
+    for (int i = 0; i < l->n; i++)
+        if (l->t[i]->data == t->data) return 1; // shared (MTP copies of embed/head)
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        ds_tensor **p = realloc(l->t, sizeof *p * (size_t)cap);
+        if (!p) return 0;
+        l->t = p;
+        l->cap = cap;
+    }
+    l->t[l->n++] = t;
+    return 1;
+}
+
+static int tlist_block(tensor_list *l, const ds_config *c, ds_block *b) {
+    ds_tensor *mats[] = {&b->q_a, &b->q_b, &b->q, &b->kv_a, &b->kv_b, &b->o, &b->gate, &b->up, &b->down,
+                         &b->sh_gate, &b->sh_up, &b->sh_down};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) ok = ok && tlist_add(l, mats[i]);
+    for (int j = 0; b->is_moe && j < c->n_routed_experts; j++)
+        ok = ok && tlist_add(l, &b->exp_gate[j]) && tlist_add(l, &b->exp_up[j]) && tlist_add(l, &b->exp_down[j]);
+    return ok;
+}
+
+ds_status ds_model_quantize(ds_model *m, ds_dtype q, int progress, int *n_quantized, ds_error *err) {
+    if (q != DS_Q8_0 && q != DS_Q4_0)
+        return ds_error_set(err, DS_ERR_ARG, "quantization type must be Q8_0 or Q4_0, not %s", ds_dtype_name(q));
+    const ds_config *c = &m->cfg;
+    tensor_list l = {0};
+    int ok = tlist_add(&l, &m->lm_head);
+    for (int i = 0; ok && i < c->num_hidden_layers; i++) ok = tlist_block(&l, c, &m->layers[i]);
+    if (ok && m->has_mtp) ok = tlist_block(&l, c, &m->mtp.block) && tlist_add(&l, &m->mtp.eh_proj);
+    if (!ok) { free(l.t); return ds_error_set(err, DS_ERR_OOM, "out of memory"); }
+    ds_status st = DS_OK;
+    int done = 0;
+    for (int i = 0; i < l.n && !st; i++) {
+        ds_tensor *t = l.t[i];
+        int64_t rows = t->shape[0], cols = t->shape[1];
+        if (cols % DS_QBLOCK != 0 || t->dtype == q) continue; // kept as stored
+        int64_t rb = ds_dtype_row_bytes(q, cols);
+        uint8_t *buf = model_alloc(m, (size_t)(rows * rb));
+        if (!buf) { st = ds_error_set(err, DS_ERR_OOM, "out of memory quantizing '%s'", t->name ? t->name : "?"); break; }
+        int bad = 0;
+#pragma omp parallel reduction(| : bad)
+        {
+            float *row = malloc(sizeof(float) * (size_t)cols);
+            bad |= !row;
+#pragma omp for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                if (!row) continue;
+                ds_tensor_row_to_f32(t, r, row);
+                ds_quantize_row(q, row, buf + r * rb, cols);
+            }
+            free(row);
+        }
+        if (bad) { st = ds_error_set(err, DS_ERR_OOM, "out of memory quantizing"); break; }
+        t->dtype = q;
+        t->data = buf;
+        t->scale = NULL;
+        done++;
+        if (progress && (i % 64 == 63 || i + 1 == l.n)) fprintf(stderr, "\rquantizing to %s: %d/%d tensors", ds_dtype_name(q), i + 1, l.n);
+    }
+    if (progress) fprintf(stderr, "\n");
+    if (n_quantized) *n_quantized = done;
+    free(l.t);
+    return st;
 }

@@ -55,6 +55,12 @@ typedef struct {
 ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err);
 void ds_model_free(ds_model *m);
 
+// Re-encodes the model's matrices (attention, MLP, experts, shared experts, lm_head, the MTP
+// block and eh_proj; not the embedding, norms or router) as Q8_0 or Q4_0 in owned buffers,
+// rounding like llama.cpp's reference quantizers. Matrices whose columns are not a multiple of
+// 32 stay as stored. *n_quantized (may be NULL) receives the number re-encoded.
+ds_status ds_model_quantize(ds_model *m, ds_dtype q, int progress, int *n_quantized, ds_error *err);
+
 // Parameter counts (main model; MTP unique params separately) and bytes of weights read for
 // one decoded token (active experts only).
 typedef struct {

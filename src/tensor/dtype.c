@@ -3,8 +3,10 @@
 
 #include "tensor/tensor.h"
 
-static const char *const dtype_names[DS_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3"};
-static const size_t dtype_sizes[DS_DTYPE_COUNT] = {4, 2, 2, 1};
+static const char *const dtype_names[DS_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3", "Q8_0", "Q4_0"};
+static const size_t dtype_sizes[DS_DTYPE_COUNT] = {4, 2, 2, 1, 0, 0};
+static const int dtype_blocks[DS_DTYPE_COUNT] = {1, 1, 1, 1, DS_QBLOCK, DS_QBLOCK};
+static const size_t dtype_block_bytes[DS_DTYPE_COUNT] = {4, 2, 2, 1, 34, 18};
 
 const char *ds_dtype_name(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_names[t] : "?"; }
 
@@ -15,6 +17,12 @@ int ds_dtype_from_name(const char *s) {
 }
 
 size_t ds_dtype_size(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_sizes[t] : 0; }
+int ds_dtype_block(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_blocks[t] : 1; }
+size_t ds_dtype_block_bytes(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_block_bytes[t] : 0; }
+
+int64_t ds_tensor_bytes(const ds_tensor *t) {
+    return ds_tensor_rows(t) * ds_dtype_row_bytes(t->dtype, ds_tensor_cols(t));
+}
 
 int64_t ds_tensor_numel(const ds_tensor *t) {
     int64_t n = 1;
@@ -110,7 +118,61 @@ void ds_tensor_row_to_f32(const ds_tensor *t, int64_t r, float *out) {
         const float *srow = t->scale + (r / DS_FP8_BLOCK) * scols;
         for (int64_t c = 0; c < cols; c++) out[c] = ds_fp8_to_f32(p[c]) * srow[c / DS_FP8_BLOCK];
     } break;
+    case DS_Q8_0:
+    case DS_Q4_0:
+        ds_dequantize_row(t->dtype, (const uint8_t *)t->data + r * ds_dtype_row_bytes(t->dtype, cols), out, cols);
+        break;
     default: break;
+    }
+}
+
+// ---- Q8_0 / Q4_0 ---------------------------------------------------------------------------
+
+void ds_quantize_row(ds_dtype t, const float *x, void *out, int64_t n) {
+    uint8_t *o = out;
+    for (int64_t b = 0; b < n / DS_QBLOCK; b++, x += DS_QBLOCK) {
+        if (t == DS_Q8_0) {
+            float amax = 0.0f;
+            for (int j = 0; j < DS_QBLOCK; j++) amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            uint16_t h = ds_f32_to_f16(d);
+            memcpy(o, &h, 2);
+            for (int j = 0; j < DS_QBLOCK; j++) o[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+            o += 34;
+        } else { // DS_Q4_0
+            float amax = 0.0f, max = 0.0f;
+            for (int j = 0; j < DS_QBLOCK; j++)
+                if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+            float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            uint16_t h = ds_f32_to_f16(d);
+            memcpy(o, &h, 2);
+            for (int j = 0; j < DS_QBLOCK / 2; j++) {
+                int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
+                lo = lo > 15 ? 15 : lo;
+                hi = hi > 15 ? 15 : hi;
+                o[2 + j] = (uint8_t)(lo | (hi << 4));
+            }
+            o += 18;
+        }
+    }
+}
+
+void ds_dequantize_row(ds_dtype t, const void *in, float *out, int64_t n) {
+    const uint8_t *p = in;
+    for (int64_t b = 0; b < n / DS_QBLOCK; b++, out += DS_QBLOCK) {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        float d = ds_f16_to_f32(h);
+        if (t == DS_Q8_0) {
+            for (int j = 0; j < DS_QBLOCK; j++) out[j] = d * (float)(int8_t)p[2 + j];
+            p += 34;
+        } else {
+            for (int j = 0; j < DS_QBLOCK / 2; j++) {
+                out[j] = d * (float)((p[2 + j] & 15) - 8);
+                out[j + 16] = d * (float)((p[2 + j] >> 4) - 8);
+            }
+            p += 18;
+        }
     }
 }
 

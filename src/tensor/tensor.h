@@ -9,10 +9,16 @@ typedef enum {
     DS_BF16,
     DS_F16,
     DS_F8_E4M3, // float8_e4m3fn; matrices carry 128x128 block scales (weight_scale_inv)
+    // Block-quantized (GGUF's layouts, so GGUF files map without conversion). Blocks of 32
+    // consecutive values of a row, each: f16 scale d, then
+    DS_Q8_0,    //   32 int8 q: value = d * q                                      (34 bytes)
+    DS_Q4_0,    //   16 bytes of nibbles, value j in the low nibble of byte j and value
+                //   j + 16 in the high nibble: value = d * (nibble - 8)          (18 bytes)
     DS_DTYPE_COUNT
 } ds_dtype;
 
 #define DS_FP8_BLOCK 128
+#define DS_QBLOCK 32       // values per Q8_0 / Q4_0 block
 
 // A view of weights living elsewhere (mmapped file or an owned buffer).
 // Matrices are (rows, cols) row-major = (out, in) as in HF checkpoints.
@@ -27,10 +33,17 @@ typedef struct {
     const char *name;   // HF name, for error messages (may be NULL)
 } ds_tensor;
 
-const char *ds_dtype_name(ds_dtype t);        // "F32", "BF16", "F16", "F8_E4M3"
+const char *ds_dtype_name(ds_dtype t);        // "F32", "BF16", "F16", "F8_E4M3", "Q8_0", "Q4_0"
 int ds_dtype_from_name(const char *s);         // -1 if unknown
-size_t ds_dtype_size(ds_dtype t);              // bytes per element
+size_t ds_dtype_size(ds_dtype t);              // bytes per element; 0 for block types
+int ds_dtype_block(ds_dtype t);                // values per block: 32 for Q8_0 / Q4_0, else 1
+size_t ds_dtype_block_bytes(ds_dtype t);       // bytes per block (= element size when block is 1)
+// Bytes of a row of `cols` values (cols a multiple of the block).
+static inline int64_t ds_dtype_row_bytes(ds_dtype t, int64_t cols) {
+    return cols / ds_dtype_block(t) * (int64_t)ds_dtype_block_bytes(t);
+}
 int64_t ds_tensor_numel(const ds_tensor *t);
+int64_t ds_tensor_bytes(const ds_tensor *t);   // data bytes (not the fp8 scales)
 static inline int64_t ds_tensor_rows(const ds_tensor *t) { return t->ndim == 1 ? 1 : t->shape[0]; }
 static inline int64_t ds_tensor_cols(const ds_tensor *t) { return t->shape[t->ndim - 1]; }
 
@@ -47,3 +60,10 @@ uint8_t ds_f32_to_fp8(float f);
 void ds_tensor_row_to_f32(const ds_tensor *t, int64_t r, float *out);
 // Converts rows [r0, r0+n) to f32 into out (n, cols).
 void ds_tensor_rows_to_f32(const ds_tensor *t, int64_t r0, int64_t n, float *out);
+
+// Quantizes n values (a multiple of 32) into Q8_0 / Q4_0 blocks at out, rounding as
+// llama.cpp's reference quantizers do (Q8_0: d = max|x| / 127, q = round(x / d);
+// Q4_0: d = the value of largest magnitude / -8, nibble = min(15, (int)(x / d + 8.5))).
+void ds_quantize_row(ds_dtype t, const float *x, void *out, int64_t n);
+// Dequantizes n values of Q8_0 / Q4_0 blocks.
+void ds_dequantize_row(ds_dtype t, const void *in, float *out, int64_t n);
