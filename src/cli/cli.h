@@ -16,6 +16,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 // Prints "deepseek <cmd>: <message>" to stderr and returns the exit code for the status.
 int cli_fail(const char *cmd, ds_status st, const ds_error *err);

@@ -74,6 +74,17 @@ at=$(sed -n 's/.*"step":[[:space:]]*\([0-9]*\).*/\1/p' "$TMP/c/train_state.json"
 grep -q '"loss"' "$TMP/g.out" || fail "grad printed no loss"
 [ -s "$TMP/g.safetensors" ] || fail "grad wrote nothing"
 
+# 4b. perplexity of the trained model, and the KL cost of Q8_0 on it.
+cat "$TMP"/doc*.txt >"$TMP/all.txt"
+"$DS" perplexity -m "$TMP/a" --text "$TMP/all.txt" --ctx 32 >"$TMP/ppl" 2>/dev/null || fail "perplexity"
+grep -q '"ppl"' "$TMP/ppl" || fail "perplexity printed no ppl: $(cat "$TMP/ppl")"
+"$DS" perplexity -m "$TMP/a" --text "$TMP/all.txt" --ctx 32 --quant q8 --kl >"$TMP/pplq" 2>/dev/null || fail "perplexity --quant q8 --kl"
+awk -F'"kl": ' 'NF > 1 { split($2, a, ","); exit !(a[1] + 0 < 0.05) } NF <= 1 { exit 1 }' "$TMP/pplq" ||
+  fail "Q8_0 KL not small: $(cat "$TMP/pplq")"
+expect 1 "give --quant too" "$DS" perplexity -m "$TMP/a" --text "$TMP/all.txt" --kl
+expect 3 "nope.txt" "$DS" perplexity -m "$TMP/a" --text "$TMP/nope.txt"
+expect 1 "--quant must be" "$DS" perplexity -m "$TMP/a" --text "$TMP/all.txt" --quant q3
+
 # 5. Bad input: one clear line, non-zero exit, nothing half-written.
 expect 1 "-m INIT_DIR is required" "$DS" train --data "$DATA" -o "$TMP/x"
 expect 1 "--data FILE is required" "$DS" train -m "$M" -o "$TMP/x"
