@@ -1,5 +1,5 @@
 // Prefill and decode throughput of a model folder, next to this machine's memory bandwidth.
-// usage: bench_model DIR [prefill_tokens=128] [decode_tokens=32]
+// usage: bench_model DIR [prefill_tokens=128] [decode_tokens=32] [q8|q4]
 // Prints one line: tokens/s for both phases and the decode fraction of the bandwidth
 // roofline (bytes of weights read per token / measured read bandwidth).
 #include <omp.h>
@@ -48,11 +48,15 @@ static double measure_bandwidth(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: bench_model DIR [prefill_tokens] [decode_tokens]\n"); return 1; }
+    if (argc < 2) { fprintf(stderr, "usage: bench_model DIR [prefill_tokens] [decode_tokens] [q8|q4]\n"); return 1; }
     int T = argc > 2 ? atoi(argv[2]) : 128, G = argc > 3 ? atoi(argv[3]) : 32;
     ds_model m;
     ds_error err;
     if (ds_model_load(&m, argv[1], &err)) { fprintf(stderr, "bench_model: %s\n", err.msg); return 2; }
+    if (argc > 4 && ds_model_quantize(&m, !strcmp(argv[4], "q4") ? DS_Q4_0 : DS_Q8_0, 0, NULL, &err)) {
+        fprintf(stderr, "bench_model: %s\n", err.msg);
+        return 2;
+    }
     ds_model_stats st;
     ds_model_get_stats(&m, &st);
     ds_engine_limits lim = {.max_tokens = T, .max_seqs = 1, .max_ctx = T + G + 1, .max_logits = 1};

@@ -11,12 +11,15 @@ mkdir -p "$MODELS"
 PART=${BENCH:-all}
 if [ "$PART" = all ] || [ "$PART" = infer ]; then
   for preset in bench-100m bench-1b; do
-    for dtype in f32 bf16; do
-      dir=$MODELS/$preset-$dtype
-      [ -f "$dir/model.safetensors.index.json" ] || "$DS" init --preset "$preset" --dtype "$dtype" -o "$dir" --seed 1
+    for dtype in f32 bf16 q8 q4; do
+      # q8 / q4: the bf16 checkpoint quantized at load (--quant)
+      case $dtype in q8 | q4) src=bf16 q=$dtype ;; *) src=$dtype q= ;; esac
+      dir=$MODELS/$preset-$src
+      [ -f "$dir/model.safetensors.index.json" ] || "$DS" init --preset "$preset" --dtype "$src" -o "$dir" --seed 1
       for t in 1 2; do
         printf '%-10s %-4s ' "$preset" "$dtype"
-        OMP_NUM_THREADS=$t "$BUILD/bench_model" "$dir" 128 33
+        # shellcheck disable=SC2086  # q is empty or one word
+        OMP_NUM_THREADS=$t "$BUILD/bench_model" "$dir" 128 33 $q
       done
     done
   done
