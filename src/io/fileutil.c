@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -181,5 +183,28 @@ ds_status file_write_atomic(const char *path, const void *data, size_t size, ds_
     ds_status st = file_atomic_open(&w, path, err);
     if (!st) st = file_atomic_write(&w, data, size, err);
     if (!st) st = file_atomic_commit(&w, err);
+    return st;
+}
+
+ds_status file_map_readonly(const char *path, size_t min_size, const char *what, uint8_t **map, size_t *size,
+                            ds_error *err) {
+    *map = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return ds_error_set(err, DS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    ds_status st = DS_OK;
+    if (fstat(fd, &sb) != 0) st = ds_error_set(err, DS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode)) st = ds_error_set(err, DS_ERR_IO, "%s: not a regular file", path);
+    else if ((uint64_t)sb.st_size < min_size)
+        st = ds_error_set(err, DS_ERR_FORMAT, "%s: file is %lld bytes, too small for %s", path, (long long)sb.st_size, what);
+    else if ((uint64_t)sb.st_size > SIZE_MAX || (uint64_t)sb.st_size > (uint64_t)INT64_MAX)
+        st = ds_error_set(err, DS_ERR_IO, "%s: file too large to map", path);
+    if (!st) {
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) st = ds_error_set(err, DS_ERR_IO, "%s: cannot mmap: %s", path, strerror(errno));
+        else *map = m, *size = (size_t)sb.st_size;
+    }
+    close(fd);
     return st;
 }

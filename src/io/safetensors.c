@@ -290,27 +290,9 @@ static ds_status st_parse_header(st_file *f, ds_error *err) {
 }
 
 static ds_status st_map_file(st_file *f, ds_error *err) {
-    // O_NONBLOCK: a FIFO given by mistake is refused below instead of blocking the open.
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return ds_error_set(err, DS_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
-    struct stat sb;
-    ds_status st = DS_OK;
-    if (fstat(fd, &sb) != 0) st = ds_error_set(err, DS_ERR_IO, "%s: cannot stat: %s", f->path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode)) st = ds_error_set(err, DS_ERR_IO, "%s: not a regular file", f->path);
-    else if (sb.st_size < 8)
-        st = ds_error_set(err, DS_ERR_FORMAT, "%s: file is %lld bytes, too small for a safetensors header (8-byte length)",
-                          f->path, (long long)sb.st_size);
-    else if ((uint64_t)sb.st_size > SIZE_MAX)
-        st = ds_error_set(err, DS_ERR_IO, "%s: file too large to map", f->path);
-    if (!st) {
-        // MAP_PRIVATE + PROT_READ: pages come from the page cache and are never written back.
-        // (A file truncated by someone else while mapped can still raise SIGBUS; nothing
-        // short of copying the whole file prevents that.)
-        void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) st = ds_error_set(err, DS_ERR_IO, "%s: cannot mmap: %s", f->path, strerror(errno));
-        else f->map = map, f->size = (size_t)sb.st_size;
-    }
-    close(fd);
+    uint8_t *map;
+    ds_status st = file_map_readonly(f->path, 8, "a safetensors header (8-byte length)", &map, &f->size, err);
+    f->map = map;
     return st;
 }
 
