@@ -269,28 +269,46 @@ DS_TARGET static inline float f16_scale(const unsigned char *p) {
 
 DS_TARGET float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     const unsigned char *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 34) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(p + 2));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].q);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d), block_dot(qw, qx), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2, p += 68) {
+        __m256 d0 = _mm256_set1_ps(f16_scale(p) * x[b].d), d1 = _mm256_set1_ps(f16_scale(p + 34) * x[b + 1].d);
+        __m256 s0 = block_dot(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_loadu_si256((const __m256i *)x[b].q));
+        __m256 s1 = block_dot(_mm256_loadu_si256((const __m256i *)(p + 36)),
+                              _mm256_loadu_si256((const __m256i *)x[b + 1].q));
+        acc0 = _mm256_fmadd_ps(d0, s0, acc0);
+        acc1 = _mm256_fmadd_ps(d1, s1, acc1);
     }
-    return hsum_ps(acc);
+    for (; b < nb; b++, p += 34)
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d),
+                               block_dot(_mm256_loadu_si256((const __m256i *)(p + 2)),
+                                         _mm256_loadu_si256((const __m256i *)x[b].q)), acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+// Two blocks per iteration into two accumulators: the per-block convert + FMA chains are
+// latency-bound otherwise.
+DS_TARGET static inline __m256i q4_unpack(const unsigned char *p) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
+    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(15)), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8)); // values 0..15, 16..31
 }
 
 DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     const unsigned char *p = w;
-    const __m128i lo_mask = _mm_set1_epi8(15);
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, p += 18) {
-        __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
-        __m128i lo = _mm_and_si128(raw, lo_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), lo_mask);
-        __m256i qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight); // values 0..15, 16..31
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].q);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d), block_dot(qw, qx), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2, p += 36) {
+        __m256 d0 = _mm256_set1_ps(f16_scale(p) * x[b].d), d1 = _mm256_set1_ps(f16_scale(p + 18) * x[b + 1].d);
+        __m256 s0 = block_dot(q4_unpack(p), _mm256_loadu_si256((const __m256i *)x[b].q));
+        __m256 s1 = block_dot(q4_unpack(p + 18), _mm256_loadu_si256((const __m256i *)x[b + 1].q));
+        acc0 = _mm256_fmadd_ps(d0, s0, acc0);
+        acc1 = _mm256_fmadd_ps(d1, s1, acc1);
     }
-    return hsum_ps(acc);
+    for (; b < nb; b++, p += 18)
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d),
+                               block_dot(q4_unpack(p), _mm256_loadu_si256((const __m256i *)x[b].q)), acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 DS_TARGET void act_quantize_avx2(const float *x, act_q8 *y, int64_t n) {
