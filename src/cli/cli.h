@@ -17,6 +17,8 @@ int cmd_plot(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 // Prints "deepseek <cmd>: <message>" to stderr and returns the exit code for the status.
 int cli_fail(const char *cmd, ds_status st, const ds_error *err);

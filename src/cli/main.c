@@ -21,6 +21,8 @@ static const command commands[] = {
     {"chat", cmd_chat, "interactive multi-turn chat"},
     {"train", cmd_train, "train (pre-train or fine-tune) a model on text, writing HF checkpoints"},
     {"grad", cmd_grad, "loss and gradient of every parameter for one token sequence"},
+    {"convert", cmd_convert, "write a model as a llama.cpp GGUF file (f32, f16, bf16, q8_0, q4_0)"},
+    {"quantize", cmd_quantize, "write a model quantized once (q8 or q4) as GGUF"},
     {"perplexity", cmd_perplexity, "perplexity on a text; with --quant --kl the KL cost of a quantization"},
     {"plot", cmd_plot, "draw the loss curves of a training metrics file as a PNG"},
 };

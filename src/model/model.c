@@ -3,6 +3,9 @@
 // fp8 matrices with their weight_scale_inv, and no tensor left over.
 #include "model/model.h"
 
+#include "io/gguf.h"
+#include "model/gguf_model.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +16,7 @@ typedef struct {
     char name[256];
 } loader;
 
-static void *model_alloc(ds_model *m, size_t bytes) {
+void *ds_model_alloc(ds_model *m, size_t bytes) {
     if (m->n_allocs == m->cap_allocs) {
         int cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
         void **p = realloc(m->allocs, (size_t)cap * sizeof *p);
@@ -68,7 +71,7 @@ static ds_status loader_f32(loader *ld, int ndim, int64_t d0, int64_t d1, const 
         return DS_OK;
     }
     int64_t n = ndim == 1 ? d0 : d0 * d1;
-    float *buf = model_alloc(ld->m, (size_t)n * sizeof(float));
+    float *buf = ds_model_alloc(ld->m, (size_t)n * sizeof(float));
     if (!buf) return ds_error_set(ld->err, DS_ERR_OOM, "out of memory loading '%s'", ld->name);
     ds_tensor t = {.dtype = e->dtype, .ndim = 1, .shape = {n}, .data = e->data};
     if (e->dtype == DS_F32) memcpy(buf, e->data, (size_t)n * 4);
@@ -143,7 +146,7 @@ static ds_status load_moe(loader *ld, const char *p, ds_block *b) {
         NAME("%s.mlp.gate.e_score_correction_bias", p);
         TRY(loader_f32(ld, 1, E, 0, &b->router_bias));
     }
-    ds_tensor *arr = model_alloc(ld->m, (size_t)(3 * E) * sizeof(ds_tensor));
+    ds_tensor *arr = ds_model_alloc(ld->m, (size_t)(3 * E) * sizeof(ds_tensor));
     if (!arr) return ds_error_set(ld->err, DS_ERR_OOM, "out of memory");
     b->exp_gate = arr;
     b->exp_up = arr + E;
@@ -202,6 +205,7 @@ static ds_status load_mtp(loader *ld) {
 }
 
 ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err) {
+    if (gguf_model_is_path(dir)) return gguf_model_load(m, dir, err);
     memset(m, 0, sizeof *m);
     ds_status st = ds_config_load(&m->cfg, dir, err);
     if (st) return st;
@@ -219,7 +223,7 @@ ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err) {
         else st = loader_matrix(ld, V, D, &m->lm_head);
     }
     if (!st) {
-        m->layers = model_alloc(m, (size_t)c->num_hidden_layers * sizeof(ds_block));
+        m->layers = ds_model_alloc(m, (size_t)c->num_hidden_layers * sizeof(ds_block));
         if (!m->layers) st = ds_error_set(err, DS_ERR_OOM, "out of memory");
     }
     for (int l = 0; !st && l < c->num_hidden_layers; l++) st = load_block(ld, l, &m->layers[l]);
@@ -237,6 +241,10 @@ void ds_model_free(ds_model *m) {
     for (int i = 0; i < m->n_allocs; i++) free(m->allocs[i]);
     free(m->allocs);
     model_dir_close(&m->files);
+    if (m->gguf) {
+        gguf_close(m->gguf);
+        free(m->gguf);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -345,7 +353,7 @@ ds_status ds_model_quantize(ds_model *m, ds_dtype q, int progress, int *n_quanti
         int64_t rows = t->shape[0], cols = t->shape[1];
         if (cols % DS_QBLOCK != 0 || t->dtype == q) continue; // kept as stored
         int64_t rb = ds_dtype_row_bytes(q, cols);
-        uint8_t *buf = model_alloc(m, (size_t)(rows * rb));
+        uint8_t *buf = ds_model_alloc(m, (size_t)(rows * rb));
         if (!buf) { st = ds_error_set(err, DS_ERR_OOM, "out of memory quantizing '%s'", t->name ? t->name : "?"); break; }
         int bad = 0;
 #pragma omp parallel reduction(| : bad)

@@ -48,12 +48,16 @@ typedef struct {
     // or unaligned in the file, and the expert tensor arrays. Freed with the model.
     void **allocs;
     int n_allocs, cap_allocs;
+    void *gguf;                   // the mapped gguf_file when loaded from a .gguf file
 } ds_model;
 
 // Loads config.json and the safetensors, validates every tensor (presence, dtype, shape vs
-// config, no unexpected tensors). The MTP layer is loaded when present.
+// config, no unexpected tensors). The MTP layer is loaded when present. A path ending in
+// ".gguf" is loaded as a llama.cpp deepseek2 file instead (model/gguf_model.h).
 ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err);
 void ds_model_free(ds_model *m);
+// A zeroed buffer the model owns (freed with it); NULL when out of memory.
+void *ds_model_alloc(ds_model *m, size_t bytes);
 
 // Re-encodes the model's matrices (attention, MLP, experts, shared experts, lm_head, the MTP
 // block and eh_proj; not the embedding, norms or router) as Q8_0 or Q4_0 in owned buffers,
