@@ -405,8 +405,8 @@ static ds_dtype dtype_of_gguf(int t) {
     }
 }
 
-// Dequantizes one row of a K-quant tensor (256-value super-blocks) into out.
-static void kquant_row(int type, const uint8_t *p, float *out, int64_t n) {
+void gguf_kquant_to_f32(int type, const void *in, float *out, int64_t n) {
+    const uint8_t *p = in;
     for (int64_t b = 0; b < n / 256; b++, out += 256) {
         if (type == GGUF_TYPE_Q4_K) {
             uint16_t hd, hm;
@@ -471,7 +471,7 @@ static ds_status g_stack(gloader *g, const char *name, int64_t n, int64_t rows, 
         float *row = malloc(sizeof(float) * (size_t)cols);
         if (!buf || !row) { free(row); return ds_error_set(g->err, DS_ERR_OOM, "out of memory converting '%s'", name); }
         for (int64_t r = 0; r < nm * rows; r++) {
-            kquant_row(t->type, data + r * kb, row, cols);
+            gguf_kquant_to_f32(t->type, data + r * kb, row, cols);
             ds_quantize_row(DS_Q8_0, row, buf + r * rb, cols);
         }
         free(row);

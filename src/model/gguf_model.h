@@ -24,3 +24,6 @@ ds_status gguf_model_load(ds_model *m, const char *path, ds_error *err);
 
 // 1 if `path` names a GGUF file (by its ".gguf" suffix).
 int gguf_model_is_path(const char *path);
+
+// Dequantizes n values (a multiple of 256) of a Q4_K or Q6_K (GGUF type codes 12, 14) row.
+void gguf_kquant_to_f32(int gguf_type, const void *in, float *out, int64_t n);

@@ -11,6 +11,7 @@
 #include "base/rng.h"
 #include "kernels/kernels.h"
 #include "model/engine.h"
+#include "model/gguf_model.h"
 #include "tensor/tensor.h"
 #include "test_util.h"
 
@@ -167,12 +168,56 @@ static void test_model_quantize(void **state) {
     ds_model_free(&m);
 }
 
+// K-quants (read from GGUF files): hand-packed super-blocks decoded by their definitions.
+// Q4_K: 8 sub-blocks of 32 with 6-bit scale s_j and min m_j; value = d s_j q - dmin m_j with
+// q the low nibbles of bytes 32c..32c+31 for sub-block 2c and their high nibbles for 2c+1.
+static void test_kquants(void **state) {
+    (void)state;
+    uint8_t b4[144] = {0};
+    uint16_t h = ds_f32_to_f16(0.25f), hm = ds_f32_to_f16(0.5f);
+    memcpy(b4, &h, 2);
+    memcpy(b4 + 2, &hm, 2);
+    int sc[8] = {1, 7, 33, 63, 2, 40, 17, 60}, mn[8] = {0, 5, 62, 9, 33, 1, 48, 12};
+    uint8_t *S = b4 + 4;
+    for (int j = 0; j < 4; j++) {
+        S[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        S[j + 4] = (uint8_t)((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
+        S[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4));
+    }
+    for (int i = 0; i < 128; i++) b4[16 + i] = (uint8_t)((i * 7 + 3) & 255);
+    float y[256];
+    gguf_kquant_to_f32(12, b4, y, 256);
+    for (int e = 0; e < 256; e++) {
+        int j = e / 32, byte = 16 + 32 * (j / 2) + e % 32;
+        int q = j % 2 ? b4[byte] >> 4 : b4[byte] & 15;
+        float want = 0.25f * (float)sc[j] * (float)q - 0.5f * (float)mn[j];
+        if (y[e] != want) fail_msg("Q4_K [%d]: %g want %g", e, y[e], want);
+    }
+    // Q6_K: value e = d * scales[e / 16] * (q6 - 32), q6 = 4 low bits from ql and 2 high bits
+    // from qh, at positions given by e's half (128), quarter (32) and lane.
+    uint8_t b6[210];
+    for (int i = 0; i < 192; i++) b6[i] = (uint8_t)((i * 37 + 11) & 255);
+    for (int i = 0; i < 16; i++) b6[192 + i] = (uint8_t)(int8_t)(i * 9 - 70);
+    h = ds_f32_to_f16(0.125f);
+    memcpy(b6 + 208, &h, 2);
+    gguf_kquant_to_f32(14, b6, y, 256);
+    for (int e = 0; e < 256; e++) {
+        int half = e / 128, g = (e % 128) / 32, l = e % 32;
+        int lo_byte = b6[64 * half + l + (g % 2) * 32];
+        int lo = g < 2 ? lo_byte & 15 : lo_byte >> 4;
+        int hi = (b6[128 + 32 * half + l] >> (2 * g)) & 3;
+        float want = 0.125f * (float)(int8_t)b6[192 + e / 16] * (float)((lo | (hi << 4)) - 32);
+        if (y[e] != want) fail_msg("Q6_K [%d]: %g want %g", e, y[e], want);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_quantize_bounds),
         cmocka_unit_test(test_matmul_paths),
         cmocka_unit_test(test_model_quantize),
+        cmocka_unit_test(test_kquants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
