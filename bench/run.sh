@@ -2,7 +2,8 @@
 # make bench: prefill/decode tokens/s of the ~100M and ~1B presets at f32 and bf16, with 1
 # and 2 threads, next to the measured memory bandwidth (decode roofline); training tokens/s
 # and MFU of the ~5M and ~100M presets next to the same step in PyTorch; tokenizer
-# throughput next to transformers.js. Not a test. BENCH=infer|train|tok runs one part.
+# throughput next to transformers.js; the race with llama.cpp on the same GGUF files. Not a
+# test. BENCH=infer|train|race|tok runs one part.
 set -eu
 BUILD=${1:-build}
 DS=$BUILD/deepseek
@@ -43,6 +44,37 @@ if [ "$PART" = all ] || [ "$PART" = train ]; then
     else
       echo "train $1: PyTorch not installed (scripts/install-deps.sh --bench), no baseline"
     fi
+  done
+fi
+
+# The race with llama.cpp (node-llama-cpp 3.21.1 = llama.cpp v0.4.0, its prebuilt CPU binary):
+# the same GGUF file (exported by `deepseek convert`) in both engines, prompt processing of
+# 512 tokens and generation of 128, 1 and 2 threads, median of 3 runs each.
+if [ "$PART" = all ] || [ "$PART" = race ]; then
+  LL=$(sh bench/llama_cpp_setup.sh "$BUILD/cache")
+  for preset in bench-100m; do
+    # llama.cpp needs a vocabulary in the file: the byte tokenizer, padded to the preset's size
+    src=$MODELS/$preset-bf16-tok
+    [ -f "$src/model.safetensors.index.json" ] ||
+      "$DS" init --preset "$preset" --dtype bf16 --byte-tokenizer --vocab 32768 -o "$src" --seed 1
+    for type in bf16 q8_0 q4_0; do
+      g=$MODELS/$preset-$type.gguf
+      [ -f "$g" ] || "$DS" convert -m "$src" --to gguf --type $type -o "$g" 2>/dev/null
+      for t in 1 2; do
+        ours=""
+        for run in 1 2 3; do ours="$ours$(OMP_NUM_THREADS=$t "$BUILD/bench_model" "$g" 512 129)
+"; done
+        theirs=$(node bench/llama_cpp.mjs --modules "$LL" bench --model "$g" --threads $t --pp 512 --tg 128 --runs 3 2>/dev/null)
+        printf '%s' "$ours" | /usr/bin/python3 -c 'import json, re, statistics, sys
+runs = [l for l in sys.stdin.read().splitlines() if l.strip()]
+pp = statistics.median(float(re.search(r"prefill +([0-9.]+)", l).group(1)) for l in runs)
+tg = statistics.median(float(re.search(r"decode +([0-9.]+)", l).group(1)) for l in runs)
+roof = float(re.search(r"roofline ([0-9.]+) tok/s", runs[-1]).group(1))
+ll = json.loads(sys.argv[1])
+print("race %s %-5s %d thr: ours pp512 %7.1f tg128 %6.1f (%.0f%% of bandwidth roofline) | llama.cpp pp512 %7.1f tg128 %6.1f | ratio pp %.2fx tg %.2fx"
+      % (sys.argv[2], sys.argv[3], int(sys.argv[4]), pp, tg, 100 * tg / roof, ll["pp_tok_s"], ll["tg_tok_s"], pp / ll["pp_tok_s"], tg / ll["tg_tok_s"]))' "$theirs" "$preset" "$type" "$t"
+      done
+    done
   done
 fi
 
