@@ -51,7 +51,7 @@ fi
 # the same GGUF file (exported by `deepseek convert`) in both engines, prompt processing of
 # 512 tokens and generation of 128, 1 and 2 threads, median of 3 runs each.
 if [ "$PART" = all ] || [ "$PART" = race ]; then
-  LL=$(sh bench/llama_cpp_setup.sh "$BUILD/cache")
+  LL=$(bash bench/llama_cpp_setup.sh "$BUILD/cache")
   for preset in bench-100m; do
     # llama.cpp needs a vocabulary in the file: the byte tokenizer, padded to the preset's size
     src=$MODELS/$preset-bf16-tok

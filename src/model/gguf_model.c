@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/fileutil.h"
 #include "io/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -254,6 +255,18 @@ ds_status gguf_model_export(const char *dir, const char *path, const gguf_export
         name = s && s[1] ? s + 1 : dir;
     }
     st = ex_metadata(&ex, c, name, q, err);
+    if (!st && o->tok_dir) {
+        char *tj = file_join(o->tok_dir, "tokenizer.json");
+        FILE *probe = tj ? fopen(tj, "rb") : NULL;
+        free(tj);
+        if (probe) { // without a tokenizer the file runs here but not in llama.cpp
+            fclose(probe);
+            st = tokenizer_gguf_write(&ex.w, o->tok_dir, c->vocab_size, err);
+        } else {
+            fprintf(stderr, "convert: %s has no tokenizer.json: the GGUF gets no vocabulary (llama.cpp will not load it)\n",
+                    o->tok_dir);
+        }
+    }
     ex.st = st;
     ex_matrix(&ex, "token_embd.weight", &m.embed, q);
     ex_vector(&ex, "output_norm.weight", m.final_norm, c->hidden_size);

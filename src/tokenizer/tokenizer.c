@@ -321,17 +321,9 @@ static char *config_token(const cJSON *v) {
     return cJSON_IsString(c) ? strdup(c->valuestring) : strdup("");
 }
 
-static ds_status config_load(ds_tokenizer *t, const char *dir, ds_error *err) {
-    char *path = file_join(dir, "tokenizer_config.json");
-    if (!path) return oom(t, err);
-    cJSON *c = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    ds_status st = f ? json_parse_file(path, &c, err) : DS_OK;
-    if (st) {
-        free(path);
-        return st;
-    }
+// Applies a parsed tokenizer_config.json (NULL: none).
+static ds_status config_apply(ds_tokenizer *t, const cJSON *c, ds_error *err) {
+    ds_status st = DS_OK;
     t->bos = config_token(obj_get(c, "bos_token"));
     t->eos = config_token(obj_get(c, "eos_token"));
     if (!t->bos || !t->eos) st = oom(t, err);
@@ -357,6 +349,17 @@ static ds_status config_load(ds_tokenizer *t, const char *dir, ds_error *err) {
         if (add_bos && t->bos_id >= 0 && !tok_ints_push(&t->tmpl_pre, t->bos_id)) st = oom(t, err);
         if (add_eos && t->eos_id >= 0 && !tok_ints_push(&t->tmpl_post, t->eos_id)) st = oom(t, err);
     }
+    return st;
+}
+
+static ds_status config_load(ds_tokenizer *t, const char *dir, ds_error *err) {
+    char *path = file_join(dir, "tokenizer_config.json");
+    if (!path) return oom(t, err);
+    cJSON *c = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    ds_status st = f ? json_parse_file(path, &c, err) : DS_OK;
+    if (!st) st = config_apply(t, c, err);
     cJSON_Delete(c);
     free(path);
     return st;
@@ -364,8 +367,29 @@ static ds_status config_load(ds_tokenizer *t, const char *dir, ds_error *err) {
 
 // ---- load / free ----
 
+// Everything tokenizer.json describes (t->path names it in messages).
+static ds_status tokenizer_parts_load(ds_tokenizer *t, const cJSON *j, ds_error *err) {
+    if (!cJSON_IsObject(j)) return ds_error_set(err, DS_ERR_FORMAT, "%s: top level must be an object", t->path);
+    ds_status st = model_load(t, obj_get(j, "model"), err);
+    if (!st) st = added_load(t, obj_get(j, "added_tokens"), err);
+    if (!st) st = normalizer_parse(&t->norm, obj_get(j, "normalizer"), t->path, err);
+    if (!st) st = pretok_parse(&t->pre, obj_get(j, "pre_tokenizer"), t->path, err);
+    if (!st) st = post_load(t, obj_get(j, "post_processor"), err);
+    if (!st) st = decoder_parse(&t->dec, obj_get(j, "decoder"), t->path, err);
+    return st;
+}
+
 ds_status tokenizer_load(ds_tokenizer **out, const char *dir, ds_error *err) {
     *out = NULL;
+    size_t dl = strlen(dir);
+    if (dl > 5 && strcmp(dir + dl - 5, ".gguf") == 0) { // a GGUF file carries its tokenizer
+        gguf_file f;
+        ds_status st = gguf_open(&f, dir, err);
+        if (st) return st;
+        st = tokenizer_load_gguf(out, &f, err);
+        gguf_close(&f);
+        return st;
+    }
     ds_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return ds_error_set(err, DS_ERR_OOM, "%s: out of memory", dir);
     t->bos_id = t->eos_id = -1;
@@ -376,15 +400,31 @@ ds_status tokenizer_load(ds_tokenizer **out, const char *dir, ds_error *err) {
     }
     cJSON *j = NULL;
     ds_status st = json_parse_file(t->path, &j, err);
-    if (!st && !cJSON_IsObject(j)) st = ds_error_set(err, DS_ERR_FORMAT, "%s: top level must be an object", t->path);
-    if (!st) st = model_load(t, obj_get(j, "model"), err);
-    if (!st) st = added_load(t, obj_get(j, "added_tokens"), err);
-    if (!st) st = normalizer_parse(&t->norm, obj_get(j, "normalizer"), t->path, err);
-    if (!st) st = pretok_parse(&t->pre, obj_get(j, "pre_tokenizer"), t->path, err);
-    if (!st) st = post_load(t, obj_get(j, "post_processor"), err);
-    if (!st) st = decoder_parse(&t->dec, obj_get(j, "decoder"), t->path, err);
+    if (!st) st = tokenizer_parts_load(t, j, err);
     if (!st) st = config_load(t, dir, err);
     cJSON_Delete(j);
+    if (st) {
+        tokenizer_free(t);
+        return st;
+    }
+    t->bpe.byte_level = t->pre.byte_level;
+    *out = t;
+    return DS_OK;
+}
+
+ds_status tokenizer_load_json(ds_tokenizer **out, const cJSON *tokenizer_json, const cJSON *config_json,
+                              const char *name, ds_error *err) {
+    *out = NULL;
+    ds_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return ds_error_set(err, DS_ERR_OOM, "%s: out of memory", name);
+    t->bos_id = t->eos_id = -1;
+    t->path = strdup(name);
+    if (!t->path) {
+        free(t);
+        return ds_error_set(err, DS_ERR_OOM, "%s: out of memory", name);
+    }
+    ds_status st = tokenizer_parts_load(t, tokenizer_json, err);
+    if (!st) st = config_apply(t, config_json, err);
     if (st) {
         tokenizer_free(t);
         return st;

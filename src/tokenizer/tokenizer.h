@@ -7,7 +7,8 @@
 
 typedef struct ds_tokenizer ds_tokenizer;
 
-// Loads dir/tokenizer.json and (optional) dir/tokenizer_config.json.
+// Loads dir/tokenizer.json and (optional) dir/tokenizer_config.json; a path ending in ".gguf"
+// loads the tokenizer from that file's tokenizer.ggml.* metadata instead.
 ds_status tokenizer_load(ds_tokenizer **t, const char *dir, ds_error *err);
 void tokenizer_free(ds_tokenizer *t);
 
@@ -55,3 +56,36 @@ void tokenizer_stream_init(tokenizer_stream *s, const ds_tokenizer *t, bool skip
 const char *tokenizer_stream_push(tokenizer_stream *s, int id, size_t *len);
 const char *tokenizer_stream_flush(tokenizer_stream *s, size_t *len);
 void tokenizer_stream_free(tokenizer_stream *s);
+
+// ---- GGUF tokenizer metadata (tokenizer_gguf.c) ----
+// A GGUF file carries the tokenizer in llama.cpp's keys (docs/gguf-deepseek2.md §4):
+// tokenizer.ggml.model "gpt2", tokenizer.ggml.pre, tokens / token_type / merges, BOS / EOS /
+// padding ids, add_bos_token / add_eos_token and tokenizer.chat_template.
+#include "io/gguf.h"
+
+struct cJSON;
+
+// Builds a tokenizer from already-parsed tokenizer.json and tokenizer_config.json (NULL:
+// none) objects, exactly as tokenizer_load does from files; name is used in messages.
+ds_status tokenizer_load_json(ds_tokenizer **t, const struct cJSON *tokenizer_json, const struct cJSON *config_json,
+                              const char *name, ds_error *err);
+
+// Adds the tokenizer of tok_dir (tokenizer.json + optional tokenizer_config.json) to w.
+// tokenizer.ggml.pre comes from the pre-tokenizer: DeepSeek-V3's -> "deepseek-v3", Qwen2's ->
+// "qwen2", Llama 3's -> "llama-bpe", ByteLevel(use_regex) -> "gpt-2", and any byte-level
+// pre-tokenizer that keeps all text when there are no merges -> "gpt-2"; anything else is
+// DS_ERR_FORMAT. tokens are padded with "[PAD{id}]" (type unused) to model_vocab rows
+// (llama.cpp wants one token per embedding row; model_vocab <= 0: the tokenizer's size,
+// smaller than the tokenizer: DS_ERR_ARG). add_bos/add_eos say what tokenizer_encode(...,
+// add_special=true) puts around the text.
+ds_status tokenizer_gguf_write(gguf_writer *w, const char *tok_dir, int model_vocab, ds_error *err);
+
+// The inverse: a tokenizer equivalent to the written one for encode and decode. Control
+// tokens become special added tokens, user-defined ones non-special added tokens, unused
+// ones are left out. Unknown tokenizer.ggml.pre values, a model other than "gpt2" and
+// malformed metadata are DS_ERR_FORMAT naming the file and the key.
+ds_status tokenizer_load_gguf(ds_tokenizer **t, const gguf_file *f, ds_error *err);
+
+// The HF pre_tokenizer JSON rebuilt for a tokenizer.ggml.pre value (NULL if unsupported):
+// copied from the model's own tokenizer.json, so tests can compare it with the real file.
+const char *tokenizer_gguf_pre_json(const char *pre);
