@@ -15,7 +15,7 @@ static ds_status oom(const ds_tokenizer *t, ds_error *err) {
 
 static const cJSON *obj_get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
 
-static ds_status json_parse_file(const char *path, cJSON **out, ds_error *err) {
+ds_status tok_json_parse_file(const char *path, cJSON **out, ds_error *err) {
     char *data;
     size_t size;
     ds_status st = file_read_all(path, &data, &size, err);
@@ -358,7 +358,7 @@ static ds_status config_load(ds_tokenizer *t, const char *dir, ds_error *err) {
     cJSON *c = NULL;
     FILE *f = fopen(path, "rb");
     if (f) fclose(f);
-    ds_status st = f ? json_parse_file(path, &c, err) : DS_OK;
+    ds_status st = f ? tok_json_parse_file(path, &c, err) : DS_OK;
     if (!st) st = config_apply(t, c, err);
     cJSON_Delete(c);
     free(path);
@@ -399,7 +399,7 @@ ds_status tokenizer_load(ds_tokenizer **out, const char *dir, ds_error *err) {
         return ds_error_set(err, DS_ERR_OOM, "%s: out of memory", dir);
     }
     cJSON *j = NULL;
-    ds_status st = json_parse_file(t->path, &j, err);
+    ds_status st = tok_json_parse_file(t->path, &j, err);
     if (!st) st = tokenizer_parts_load(t, j, err);
     if (!st) st = config_load(t, dir, err);
     cJSON_Delete(j);

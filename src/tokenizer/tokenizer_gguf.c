@@ -289,22 +289,6 @@ static ds_status pre_classify(const cJSON *j, int n_merges, const char *path, co
 
 // ---- writing ----
 
-static ds_status read_json(const char *path, cJSON **out, ds_error *err) {
-    char *data;
-    size_t size;
-    ds_status st = file_read_all(path, &data, &size, err);
-    if (st) return st;
-    const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(data, size, &end, 0);
-    if (!*out) {
-        size_t at = end && end >= data ? (size_t)(end - data) : 0;
-        free(data);
-        return ds_error_set(err, DS_ERR_FORMAT, "%s: not valid JSON (error near byte %zu of %zu)", path, at, size);
-    }
-    free(data);
-    return DS_OK;
-}
-
 static const char *config_token_text(const cJSON *v) {
     if (cJSON_IsString(v)) return v->valuestring;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "content");
@@ -403,11 +387,11 @@ ds_status tokenizer_gguf_write(gguf_writer *w, const char *tok_dir, int model_vo
     write_bufs b = {0};
     const pre_entry *e = NULL;
     ds_status st = path && cpath ? DS_OK : ds_error_set(err, DS_ERR_OOM, "%s: out of memory", tok_dir);
-    if (!st) st = read_json(path, &j, err);
+    if (!st) st = tok_json_parse_file(path, &j, err);
     if (!st) {
         FILE *fp = fopen(cpath, "rb");
         if (fp) fclose(fp);
-        if (fp) st = read_json(cpath, &c, err);
+        if (fp) st = tok_json_parse_file(cpath, &c, err);
     }
     if (!st) st = tokenizer_load_json(&t, j, c, path, err);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");

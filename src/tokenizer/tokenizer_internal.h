@@ -83,6 +83,10 @@ bool bpe_word_encode(const bpe_model *m, const char *w, size_t len, bpe_work *wo
 void bpe_work_free(bpe_work *w);
 void bpe_model_free(bpe_model *m);
 
+// Parses a JSON file; errors name the file and the byte where parsing stopped.
+struct cJSON;
+ds_status tok_json_parse_file(const char *path, struct cJSON **out, ds_error *err);
+
 // GPT-2 bytes_to_unicode: printable bytes map to themselves, the rest to U+0100.. in order.
 int bytelevel_char_of_byte(int b);
 // The byte of an alphabet code point, -1 if cp is not in the alphabet.
