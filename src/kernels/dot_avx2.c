@@ -311,6 +311,31 @@ DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
+// Dequantization into f32 (prefill tiles for sgemm, the absorbed attention's per-head rows):
+// nb blocks of 32 values.
+DS_TARGET void cvt_q8_0_avx2(float *out, const void *w, int64_t nb) {
+    const unsigned char *p = w;
+    for (int64_t b = 0; b < nb; b++, p += 34, out += 32) {
+        __m256 d = _mm256_set1_ps(f16_scale(p));
+        for (int k = 0; k < 4; k++) {
+            __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 2 + 8 * k)));
+            _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+        }
+    }
+}
+
+DS_TARGET void cvt_q4_0_avx2(float *out, const void *w, int64_t nb) {
+    const unsigned char *p = w;
+    for (int64_t b = 0; b < nb; b++, p += 18, out += 32) {
+        __m256 d = _mm256_set1_ps(f16_scale(p));
+        __m256i q = q4_unpack(p); // 32 int8 in value order
+        __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+        for (int k = 0; k < 4; k++)
+            _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k]))));
+    }
+}
+
 DS_TARGET void act_quantize_avx2(const float *x, act_q8 *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / 32; b++, x += 32, y++) {

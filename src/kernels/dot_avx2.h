@@ -41,6 +41,8 @@ void axpy_fp8_avx2(float *y, float a, const void *w, const float *srow, int64_t 
 double exp_sum_f32_avx2(float *out, const float *in, int64_t n, float shift);
 float max_f32_avx2(const float *x, int64_t n);
 void act_quantize_avx2(const float *x, act_q8 *y, int64_t n);
+void cvt_q8_0_avx2(float *out, const void *w, int64_t nb); // nb blocks of 32
+void cvt_q4_0_avx2(float *out, const void *w, int64_t nb);
 float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb);
 float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb);
 void cvt_bf16_avx2(float *out, const void *w, int64_t n);

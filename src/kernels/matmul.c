@@ -225,7 +225,17 @@ static void row_axpy(const wview *v, int64_t r, float a, float *y, int simd) {
 // out[0, len) = w[r, c0 : c0 + len) in f32; c0 is a multiple of DS_FP8_BLOCK.
 static void row_cvt(const wview *v, int64_t r, int64_t c0, int64_t len, float *out, int simd) {
     const unsigned char *p = wview_row(v, r) + wview_col_off(v, c0);
-    if (v->quant) { ds_dequantize_row(v->dtype, p, out, len); return; }
+    if (v->quant) {
+#if DS_HAVE_AVX2_KERNELS
+        if (simd) {
+            if (v->dtype == DS_Q8_0) cvt_q8_0_avx2(out, p, len / DS_QBLOCK);
+            else cvt_q4_0_avx2(out, p, len / DS_QBLOCK);
+            return;
+        }
+#endif
+        ds_dequantize_row(v->dtype, p, out, len);
+        return;
+    }
     const float *srow = v->dtype == DS_F8_E4M3 ? wview_srow(v, r) + c0 / DS_FP8_BLOCK : NULL;
 #if DS_HAVE_AVX2_KERNELS
     if (simd && v->dtype != DS_F32) {
