@@ -76,14 +76,23 @@ typedef struct {
 } bench_weight;
 
 static void bench_weight_make(bench_weight *w, ds_dtype dt, int64_t n, ds_rng *rng) {
-    size_t esz = ds_dtype_size(dt), sn = (size_t)((n + 127) / 128) * (size_t)((n + 127) / 128);
-    w->bytes = (size_t)(n * n) * esz + (dt == DS_F8_E4M3 ? sn * 4 : 0);
+    size_t sn = (size_t)((n + 127) / 128) * (size_t)((n + 127) / 128);
+    size_t mbytes = (size_t)(n * ds_dtype_row_bytes(dt, n));
+    w->bytes = mbytes + (dt == DS_F8_E4M3 ? sn * 4 : 0);
     w->copies = (int)((COLD_BYTES + w->bytes - 1) / w->bytes);
     if (w->copies > MAX_COPIES) w->copies = MAX_COPIES;
     for (int k = 0; k < w->copies; k++) {
-        unsigned char *d = malloc((size_t)(n * n) * esz);
-        if (k > 0) memcpy(d, w->data[0], (size_t)(n * n) * esz); // same bytes, new addresses
-        for (int64_t i = 0; i < (k == 0 ? n * n : 0); i++) {
+        unsigned char *d = malloc(mbytes);
+        if (k > 0) memcpy(d, w->data[0], mbytes); // same bytes, new addresses
+        if (k == 0 && (dt == DS_Q8_0 || dt == DS_Q4_0)) {
+            float *row = malloc(sizeof(float) * (size_t)n);
+            for (int64_t r = 0; r < n; r++) {
+                for (int64_t i = 0; i < n; i++) row[i] = ds_rng_normal(rng) * 0.02f;
+                ds_quantize_row(dt, row, d + r * ds_dtype_row_bytes(dt, n), n);
+            }
+            free(row);
+        }
+        for (int64_t i = 0; i < (k == 0 && ds_dtype_block(dt) == 1 ? n * n : 0); i++) {
             float v = ds_rng_normal(rng) * 0.02f;
             if (dt == DS_F32) memcpy(d + i * 4, &v, 4);
             else if (dt == DS_BF16) { uint16_t h = ds_f32_to_bf16(v); memcpy(d + i * 2, &h, 2); }
@@ -129,13 +138,14 @@ int main(int argc, char **argv) {
     printf("%-10s %-8s %-9s %3s %10s %10s %9s %10s\n", "weight", "dtype", "path", "thr", "hot GB/s",
            "cold GB/s", "cold/mem", "cold us");
     static const int64_t sizes[] = {2048, 4096};
-    static const ds_dtype dts[] = {DS_F32, DS_BF16, DS_F8_E4M3};
+    static const ds_dtype dts[] = {DS_F32, DS_BF16, DS_F8_E4M3, DS_Q8_0, DS_Q4_0};
+    const int ndts = (int)(sizeof dts / sizeof *dts);
     ds_rng rng;
     ds_rng_seed(&rng, 1, 1);
     float *x = malloc(4096 * sizeof(float)), *out = malloc(4096 * sizeof(float));
     for (int i = 0; i < 4096; i++) x[i] = ds_rng_normal(&rng);
     for (int si = 0; si < 2; si++)
-        for (int di = 0; di < 3; di++) {
+        for (int di = 0; di < ndts; di++) {
             bench_weight w;
             bench_weight_make(&w, dts[di], sizes[si], &rng);
             for (int portable = simd ? 0 : 1; portable < 2; portable++)

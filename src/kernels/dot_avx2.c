@@ -294,21 +294,36 @@ DS_TARGET static inline __m256i q4_unpack(const unsigned char *p) {
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8)); // values 0..15, 16..31
 }
 
+// sum_j (n_j - 8) q_j = sum_j n_j q_j - 8 sum_j q_j: the unsigned nibbles go straight into
+// maddubs (no sign juggling) and the second term comes precomputed with the activations.
+DS_TARGET static inline __m256i q4_unpack_u(const unsigned char *p) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
+    __m128i lo = _mm_and_si128(raw, _mm_set1_epi8(15)), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(15));
+    return _mm256_set_m128i(hi, lo);
+}
+
+DS_TARGET static inline __m256 q4_block(const unsigned char *p, const int8_t *q) {
+    __m256i s16 = _mm256_maddubs_epi16(q4_unpack_u(p), _mm256_loadu_si256((const __m256i *)q));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+}
+
 DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     const unsigned char *p = w;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr = 0.0f;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2, p += 36) {
-        __m256 d0 = _mm256_set1_ps(f16_scale(p) * x[b].d), d1 = _mm256_set1_ps(f16_scale(p + 18) * x[b + 1].d);
-        __m256 s0 = block_dot(q4_unpack(p), _mm256_loadu_si256((const __m256i *)x[b].q));
-        __m256 s1 = block_dot(q4_unpack(p + 18), _mm256_loadu_si256((const __m256i *)x[b + 1].q));
-        acc0 = _mm256_fmadd_ps(d0, s0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, s1, acc1);
+        float d0 = f16_scale(p), d1 = f16_scale(p + 18);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_block(p, x[b].q), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x[b + 1].d), q4_block(p + 18, x[b + 1].q), acc1);
+        corr += d0 * x[b].s8 + d1 * x[b + 1].s8;
     }
-    for (; b < nb; b++, p += 18)
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_scale(p) * x[b].d),
-                               block_dot(q4_unpack(p), _mm256_loadu_si256((const __m256i *)x[b].q)), acc0);
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; b < nb; b++, p += 18) {
+        float d0 = f16_scale(p);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_block(p, x[b].q), acc0);
+        corr += d0 * x[b].s8;
+    }
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) - corr;
 }
 
 // Dequantization into f32 (prefill tiles for sgemm, the absorbed attention's per-head rows):
@@ -358,6 +373,12 @@ DS_TARGET void act_quantize_avx2(const float *x, act_q8 *y, int64_t n) {
         __m256i p8 = _mm256_packs_epi16(p16a, p16b);
         p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y->q, p8);
+        // sum of the 32 int8: sad against zero sums |.| only, so widen and add instead
+        __m256i s32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        y->s8 = 8.0f * y->d * (float)_mm_cvtsi128_si32(t);
     }
 }
 #endif // DS_HAVE_AVX2_KERNELS

@@ -14,6 +14,7 @@
 // weight types: f32 scale (exact enough not to add to the weights' error), int8 values.
 typedef struct {
     float d;
+    float s8;       // 8 * d * sum(q): lets Q4_0 multiply its unsigned nibbles and correct once
     int8_t q[32];
 } act_q8;
 

@@ -19,7 +19,9 @@ void act_quantize_portable(const float *x, act_q8 *y, int64_t n) {
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
         y->d = amax / 127.0f;
         float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < 32; j++) y->q[j] = (int8_t)lrintf(x[j] * id);
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += y->q[j] = (int8_t)lrintf(x[j] * id);
+        y->s8 = 8.0f * y->d * (float)sum;
     }
 }
 
