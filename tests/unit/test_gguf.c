@@ -1081,11 +1081,6 @@ static void test_accepted(void **state) {
 
 // ---- truncation and mutation: never a crash ----
 
-static uint32_t rng_next(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(*s >> 33);
-}
-
 // Opens path; on success every accessor must stay inside the mapping (all values and tensor
 // bytes are read, so ASan would see a stray pointer); on failure the message must name the
 // file. Returns 1 if opened.

@@ -372,11 +372,6 @@ static void test_malformed(void **state) {
 
 // ---- mutations: never a crash ----
 
-static uint32_t rng_next(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (uint32_t)(*s >> 33);
-}
-
 // Opens path; on success every entry's bytes must lie inside the mapping (read them all so
 // ASan would see a stray pointer), on failure the message must name the file. Returns 1 if opened.
 static int check_open_clean(const char *path, const char *name) {

@@ -1,6 +1,7 @@
 // Helpers shared by the unit tests (header-only: each test is its own executable).
 #pragma once
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,12 @@ static inline double test_max_rel_diff(const float *a, const float *b, long n) {
         if (fabs((double)b[i]) > maxb) maxb = fabs((double)b[i]);
     }
     return maxd / maxb;
+}
+
+// A small LCG for the mutation tests (deterministic, no shared state).
+static inline uint32_t rng_next(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*s >> 33);
 }
 
 // The fixture root (tests/fixtures, or DS_FIXTURES as CTest sets it).
