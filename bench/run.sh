@@ -50,13 +50,14 @@ fi
 # The race with llama.cpp (node-llama-cpp 3.21.1 = llama.cpp v0.4.0, its prebuilt CPU binary):
 # the same GGUF file (exported by `deepseek convert`) in both engines, prompt processing of
 # 512 tokens and generation of 128, 1 and 2 threads, median of 3 runs each.
+preset_vocab() { case $1 in bench-100m) echo 32768 ;; *) echo 129280 ;; esac; }
 if [ "$PART" = all ] || [ "$PART" = race ]; then
   LL=$(bash bench/llama_cpp_setup.sh "$BUILD/cache")
-  for preset in bench-100m; do
+  for preset in ${RACE_PRESETS:-bench-100m bench-1b}; do
     # llama.cpp needs a vocabulary in the file: the byte tokenizer, padded to the preset's size
     src=$MODELS/$preset-bf16-tok
     [ -f "$src/model.safetensors.index.json" ] ||
-      "$DS" init --preset "$preset" --dtype bf16 --byte-tokenizer --vocab 32768 -o "$src" --seed 1
+      "$DS" init --preset "$preset" --dtype bf16 --byte-tokenizer --vocab "$(preset_vocab "$preset")" -o "$src" --seed 1
     for type in bf16 q8_0 q4_0; do
       g=$MODELS/$preset-$type.gguf
       [ -f "$g" ] || "$DS" convert -m "$src" --to gguf --type $type -o "$g" 2>/dev/null
