@@ -91,6 +91,12 @@ static void bench_weight_make(bench_weight *w, ds_dtype dt, int64_t n, ds_rng *r
                 ds_quantize_row(dt, row, d + r * ds_dtype_row_bytes(dt, n), n);
             }
             free(row);
+            if (dt == DS_Q4_0 && n % 8 == 0) { // the layout the decode kernel runs on
+                unsigned char *g = malloc(mbytes);
+                ds_q4_0_to_x8(d, g, n, n);
+                free(d);
+                d = g;
+            }
         }
         for (int64_t i = 0; i < (k == 0 && ds_dtype_block(dt) == 1 ? n * n : 0); i++) {
             float v = ds_rng_normal(rng) * 0.02f;
@@ -105,7 +111,7 @@ static void bench_weight_make(bench_weight *w, ds_dtype dt, int64_t n, ds_rng *r
         }
         w->data[k] = d;
         w->scale[k] = s;
-        w->t[k] = (ds_tensor){.dtype = dt, .ndim = 2, .shape = {n, n}, .data = d, .scale = s};
+        w->t[k] = (ds_tensor){.dtype = dt == DS_Q4_0 ? DS_Q4_0X8 : dt, .ndim = 2, .shape = {n, n}, .data = d, .scale = s};
     }
 }
 

@@ -22,6 +22,8 @@ typedef struct {
 void act_quantize_portable(const float *x, act_q8 *y, int64_t n);
 float dot_q8_0_portable(const void *w, const act_q8 *x, int64_t nb); // nb blocks
 float dot_q4_0_portable(const void *w, const act_q8 *x, int64_t nb);
+// The 8 rows of one Q4_0X8 row group (nb blocks) against x: out[0..8).
+void dot8_q4_0x8_portable(const void *grp, const act_q8 *x, int64_t nb, float *out);
 
 // e4m3fn code -> f32 (NaN codes 0x7f/0xff -> NaN), built at compile time (matmul.c).
 extern const float kernels_fp8_lut[256];
@@ -46,6 +48,7 @@ void cvt_q8_0_avx2(float *out, const void *w, int64_t nb); // nb blocks of 32
 void cvt_q4_0_avx2(float *out, const void *w, int64_t nb);
 float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb);
 float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb);
+void dot8_q4_0x8_avx2(const void *grp, const act_q8 *x, int64_t nb, float *out);
 void cvt_bf16_avx2(float *out, const void *w, int64_t n);
 void cvt_f16_avx2(float *out, const void *w, int64_t n);
 void cvt_fp8_avx2(float *out, const void *w, const float *srow, int64_t n);

@@ -80,7 +80,7 @@ static wview wview_make(const ds_tensor *w) {
                (int64_t)ds_dtype_size(w->dtype), 0, 0, 0};
     v.scols = (v.cols + DS_FP8_BLOCK - 1) / DS_FP8_BLOCK;
     v.rowbytes = ds_dtype_row_bytes(w->dtype, v.cols);
-    v.quant = w->dtype == DS_Q8_0 || w->dtype == DS_Q4_0;
+    v.quant = w->dtype == DS_Q8_0 || w->dtype == DS_Q4_0 || w->dtype == DS_Q4_0X8;
     return v;
 }
 static inline const unsigned char *wview_row(const wview *v, int64_t r) { return v->data + r * v->rowbytes; }
@@ -224,6 +224,10 @@ static void row_axpy(const wview *v, int64_t r, float a, float *y, int simd) {
 
 // out[0, len) = w[r, c0 : c0 + len) in f32; c0 is a multiple of DS_FP8_BLOCK.
 static void row_cvt(const wview *v, int64_t r, int64_t c0, int64_t len, float *out, int simd) {
+    if (v->dtype == DS_Q4_0X8) { // rows are interleaved in groups of 8
+        ds_q4_0x8_row_range_to_f32(v->data, r, v->cols, c0, len, out);
+        return;
+    }
     const unsigned char *p = wview_row(v, r) + wview_col_off(v, c0);
     if (v->quant) {
 #if DS_HAVE_AVX2_KERNELS
@@ -314,6 +318,23 @@ static void matmul_quant_rows(float *out, const float *inp, const wview *v, int 
         return;
     }
     for (int n = 0; n < N; n++) act_quantize(inp + n * IN, xq + n * nb, IN, simd);
+    if (v->dtype == DS_Q4_0X8) { // eight rows per kernel call
+        int64_t G = OUT / 8;
+#pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && G > 1)
+        for (int64_t g = 0; g < G; g++)
+            for (int n = 0; n < N; n++) {
+                float o8[8];
+                const unsigned char *grp = v->data + g * 8 * v->rowbytes;
+#if DS_HAVE_AVX2_KERNELS
+                if (simd) dot8_q4_0x8_avx2(grp, xq + n * nb, nb, o8);
+                else
+#endif
+                    dot8_q4_0x8_portable(grp, xq + n * nb, nb, o8);
+                memcpy(out + n * OUT + g * 8, o8, sizeof o8);
+            }
+        if ((void *)xq != (void *)work) free(xq);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && OUT > 1)
     for (int64_t r = 0; r < OUT; r++)
         for (int n = 0; n < N; n++) out[n * OUT + r] = row_dot_q(v, r, xq + n * nb, simd);
@@ -350,7 +371,8 @@ void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, flo
 static float weight_at(const wview *v, int64_t r, int64_t c) {
     if (v->quant) {
         float blk[DS_QBLOCK];
-        ds_dequantize_row(v->dtype, wview_row(v, r) + wview_col_off(v, c - c % DS_QBLOCK), blk, DS_QBLOCK);
+        if (v->dtype == DS_Q4_0X8) ds_q4_0x8_row_range_to_f32(v->data, r, v->cols, c - c % DS_QBLOCK, DS_QBLOCK, blk);
+        else ds_dequantize_row(v->dtype, wview_row(v, r) + wview_col_off(v, c - c % DS_QBLOCK), blk, DS_QBLOCK);
         return blk[c % DS_QBLOCK];
     }
     const unsigned char *p = wview_row(v, r) + c * v->esz;

@@ -49,3 +49,19 @@ float dot_q4_0_portable(const void *w, const act_q8 *x, int64_t nb) {
     }
     return total;
 }
+
+void dot8_q4_0x8_portable(const void *grp, const act_q8 *x, int64_t nb, float *out) {
+    const uint8_t *p = grp;
+    float acc[8] = {0};
+    for (int64_t b = 0; b < nb; b++, p += 144) {
+        int32_t s[8] = {0};
+        for (int k = 0; k < 8; k++)
+            for (int m = 0; m < 16; m++) {
+                int v = p[16 + 16 * k + m], q = x[b].q[4 * k + m % 4];
+                s[m / 4] += ((v & 15) - 8) * q;
+                s[4 + m / 4] += ((v >> 4) - 8) * q;
+            }
+        for (int lane = 0; lane < 8; lane++) acc[lane] += ld_f16s(p + 2 * lane) * x[b].d * (float)s[lane];
+    }
+    for (int lane = 0; lane < 8; lane++) out[lane] = acc[lane];
+}

@@ -492,8 +492,10 @@ static ds_status g_stack(gloader *g, const char *name, int64_t n, int64_t rows, 
         dt = DS_Q8_0;
     }
     int64_t slab = rows * ds_dtype_row_bytes(dt, cols);
-    for (int64_t k = 0; k < nm; k++)
+    for (int64_t k = 0; k < nm; k++) {
         out[k] = (ds_tensor){.dtype = dt, .ndim = 2, .shape = {rows, cols}, .data = data + k * slab, .name = t->name};
+        if (strcmp(name, "token_embd.weight") != 0) GTRY(ds_model_regroup_q4(g->m, &out[k], g->err)); // rows looked up, not multiplied
+    }
     return DS_OK;
 }
 
@@ -531,7 +533,9 @@ static ds_status g_f32vec(gloader *g, int64_t rows, int64_t cols, const float **
 }
 
 // attn_k_b {dn, dc, H} + attn_v_b {dc, dv, H} -> kv_b (H*(dn+dv), dc). Stored F32 for float
-// sources; Q8_0 for quantized ones (the transpose cannot keep K's blocks).
+// sources and BF16 for quantized ones: absorbed attention reads kv_b row by row per head
+// through the fused f32/bf16 kernels, where a block format would cost more compute than its
+// bytes save (and the transpose cannot keep K's blocks anyway).
 static ds_status g_kv_b(gloader *g, int l, ds_tensor *out) {
     const ds_config *c = &g->m->cfg;
     int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
@@ -544,8 +548,8 @@ static ds_status g_kv_b(gloader *g, int l, ds_tensor *out) {
     snprintf(vn, sizeof vn, "blk.%d.attn_v_b.weight", l);
     GTRY(g_stack(g, kn, H, dc, dn, kb));
     GTRY(g_stack(g, vn, H, dv, dc, vb));
-    int quant = kb[0].dtype == DS_Q8_0 || kb[0].dtype == DS_Q4_0 || vb[0].dtype == DS_Q8_0 || vb[0].dtype == DS_Q4_0;
-    ds_dtype dt = quant && dc % DS_QBLOCK == 0 ? DS_Q8_0 : DS_F32;
+    int quant = ds_dtype_block(kb[0].dtype) > 1 || ds_dtype_block(vb[0].dtype) > 1;
+    ds_dtype dt = quant ? DS_BF16 : DS_F32;
     int64_t rows = H * (dn + dv), rb = ds_dtype_row_bytes(dt, dc);
     uint8_t *buf = ds_model_alloc(g->m, (size_t)(rows * rb));
     float *kt = malloc(sizeof(float) * (size_t)(dc * dn + dc)), *row = kt ? kt + dc * dn : NULL;

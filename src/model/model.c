@@ -307,6 +307,17 @@ void ds_model_get_stats(const ds_model *m, ds_model_stats *st) {
 
 // ---- quantization at load ----------------------------------------------------------------
 
+ds_status ds_model_regroup_q4(ds_model *m, ds_tensor *t, ds_error *err) {
+    int64_t rows = ds_tensor_rows(t), cols = ds_tensor_cols(t);
+    if (t->dtype != DS_Q4_0 || t->ndim != 2 || rows % 8 != 0) return DS_OK;
+    uint8_t *buf = ds_model_alloc(m, (size_t)ds_tensor_bytes(t));
+    if (!buf) return ds_error_set(err, DS_ERR_OOM, "out of memory regrouping '%s'", t->name ? t->name : "?");
+    ds_q4_0_to_x8(t->data, buf, rows, cols);
+    t->dtype = DS_Q4_0X8;
+    t->data = buf;
+    return DS_OK;
+}
+
 typedef struct {
     ds_tensor **t;
     int n, cap;
@@ -327,8 +338,10 @@ static int tlist_add(tensor_list *l, ds_tensor *t) {
     return 1;
 }
 
+// kv_b is left as stored: absorbed attention reads it per head per token through the fused
+// float kernels, where a block format costs more compute than it saves in bytes.
 static int tlist_block(tensor_list *l, const ds_config *c, ds_block *b) {
-    ds_tensor *mats[] = {&b->q_a, &b->q_b, &b->q, &b->kv_a, &b->kv_b, &b->o, &b->gate, &b->up, &b->down,
+    ds_tensor *mats[] = {&b->q_a, &b->q_b, &b->q, &b->kv_a, &b->o, &b->gate, &b->up, &b->down,
                          &b->sh_gate, &b->sh_up, &b->sh_down};
     int ok = 1;
     for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) ok = ok && tlist_add(l, mats[i]);
@@ -353,7 +366,10 @@ ds_status ds_model_quantize(ds_model *m, ds_dtype q, int progress, int *n_quanti
         int64_t rows = t->shape[0], cols = t->shape[1];
         if (cols % DS_QBLOCK != 0 || t->dtype == q) continue; // kept as stored
         int64_t rb = ds_dtype_row_bytes(q, cols);
-        uint8_t *buf = ds_model_alloc(m, (size_t)(rows * rb));
+        // Q4_0 with rows in eights is regrouped for the decode kernel: quantize into a
+        // temporary buffer first, so the model keeps only the regrouped copy.
+        int regroup = q == DS_Q4_0 && rows % 8 == 0;
+        uint8_t *buf = regroup ? malloc((size_t)(rows * rb)) : ds_model_alloc(m, (size_t)(rows * rb));
         if (!buf) { st = ds_error_set(err, DS_ERR_OOM, "out of memory quantizing '%s'", t->name ? t->name : "?"); break; }
         int bad = 0;
 #pragma omp parallel reduction(| : bad)
@@ -368,10 +384,19 @@ ds_status ds_model_quantize(ds_model *m, ds_dtype q, int progress, int *n_quanti
             }
             free(row);
         }
-        if (bad) { st = ds_error_set(err, DS_ERR_OOM, "out of memory quantizing"); break; }
+        if (bad) {
+            if (regroup) free(buf);
+            st = ds_error_set(err, DS_ERR_OOM, "out of memory quantizing");
+            break;
+        }
         t->dtype = q;
         t->data = buf;
         t->scale = NULL;
+        if (regroup) {
+            st = ds_model_regroup_q4(m, t, err);
+            free(buf);
+            if (st) break;
+        }
         done++;
         if (progress && (i % 64 == 63 || i + 1 == l.n)) fprintf(stderr, "\rquantizing to %s: %d/%d tensors", ds_dtype_name(q), i + 1, l.n);
     }

@@ -59,11 +59,16 @@ void ds_model_free(ds_model *m);
 // A zeroed buffer the model owns (freed with it); NULL when out of memory.
 void *ds_model_alloc(ds_model *m, size_t bytes);
 
-// Re-encodes the model's matrices (attention, MLP, experts, shared experts, lm_head, the MTP
-// block and eh_proj; not the embedding, norms or router) as Q8_0 or Q4_0 in owned buffers,
+// Re-encodes the model's matrices (attention but kv_b, MLP, experts, shared experts, lm_head,
+// the MTP block and eh_proj; not the embedding, norms or router) as Q8_0 or Q4_0 (regrouped to
+// Q4_0X8 for the decode kernel where rows come in eights) in owned buffers,
 // rounding like llama.cpp's reference quantizers. Matrices whose columns are not a multiple of
 // 32 stay as stored. *n_quantized (may be NULL) receives the number re-encoded.
 ds_status ds_model_quantize(ds_model *m, ds_dtype q, int progress, int *n_quantized, ds_error *err);
+
+// Regroups a Q4_0 matrix whose rows are a multiple of 8 into Q4_0X8 (the decode kernel's
+// layout) in a buffer the model owns; other tensors are left alone.
+ds_status ds_model_regroup_q4(ds_model *m, ds_tensor *t, ds_error *err);
 
 // Parameter counts (main model; MTP unique params separately) and bytes of weights read for
 // one decoded token (active experts only).

@@ -3,10 +3,10 @@
 
 #include "tensor/tensor.h"
 
-static const char *const dtype_names[DS_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3", "Q8_0", "Q4_0"};
-static const size_t dtype_sizes[DS_DTYPE_COUNT] = {4, 2, 2, 1, 0, 0};
-static const int dtype_blocks[DS_DTYPE_COUNT] = {1, 1, 1, 1, DS_QBLOCK, DS_QBLOCK};
-static const size_t dtype_block_bytes[DS_DTYPE_COUNT] = {4, 2, 2, 1, 34, 18};
+static const char *const dtype_names[DS_DTYPE_COUNT] = {"F32", "BF16", "F16", "F8_E4M3", "Q8_0", "Q4_0", "Q4_0X8"};
+static const size_t dtype_sizes[DS_DTYPE_COUNT] = {4, 2, 2, 1, 0, 0, 0};
+static const int dtype_blocks[DS_DTYPE_COUNT] = {1, 1, 1, 1, DS_QBLOCK, DS_QBLOCK, DS_QBLOCK};
+static const size_t dtype_block_bytes[DS_DTYPE_COUNT] = {4, 2, 2, 1, 34, 18, 18};
 
 const char *ds_dtype_name(ds_dtype t) { return (unsigned)t < DS_DTYPE_COUNT ? dtype_names[t] : "?"; }
 
@@ -122,6 +122,7 @@ void ds_tensor_row_to_f32(const ds_tensor *t, int64_t r, float *out) {
     case DS_Q4_0:
         ds_dequantize_row(t->dtype, (const uint8_t *)t->data + r * ds_dtype_row_bytes(t->dtype, cols), out, cols);
         break;
+    case DS_Q4_0X8: ds_q4_0x8_row_to_f32(t->data, r, cols, out); break;
     default: break;
     }
 }
@@ -179,4 +180,45 @@ void ds_dequantize_row(ds_dtype t, const void *in, float *out, int64_t n) {
 void ds_tensor_rows_to_f32(const ds_tensor *t, int64_t r0, int64_t n, float *out) {
     int64_t cols = ds_tensor_cols(t);
     for (int64_t i = 0; i < n; i++) ds_tensor_row_to_f32(t, r0 + i, out + i * cols);
+}
+
+// ---- Q4_0X8 ------------------------------------------------------------------------------
+
+void ds_q4_0_to_x8(const void *in, void *out, int64_t rows, int64_t cols) {
+    const uint8_t *src = in;
+    uint8_t *dst = out;
+    int64_t nb = cols / DS_QBLOCK, rb = nb * 18;
+    for (int64_t g = 0; g < rows / 8; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = dst + (g * nb + b) * 144;
+            memset(o + 16, 0, 128);
+            for (int lane = 0; lane < 8; lane++) {
+                const uint8_t *blk = src + (g * 8 + lane) * rb + b * 18;
+                memcpy(o + 2 * lane, blk, 2);
+                for (int c = 0; c < DS_QBLOCK; c++) {
+                    int n = c < 16 ? blk[2 + c] & 15 : blk[2 + c - 16] >> 4;
+                    int m = (lane % 4) * 4 + c % 4;
+                    o[16 + 16 * (c / 4) + m] |= (uint8_t)(lane < 4 ? n : n << 4);
+                }
+            }
+        }
+}
+
+void ds_q4_0x8_row_to_f32(const void *data, int64_t r, int64_t cols, float *out) {
+    ds_q4_0x8_row_range_to_f32(data, r, cols, 0, cols, out);
+}
+
+void ds_q4_0x8_row_range_to_f32(const void *data, int64_t r, int64_t cols, int64_t c0, int64_t len, float *out) {
+    int64_t nb = cols / DS_QBLOCK, lane = r % 8;
+    const uint8_t *grp = (const uint8_t *)data + (r / 8) * nb * 144;
+    for (int64_t b = c0 / DS_QBLOCK; b < (c0 + len) / DS_QBLOCK; b++, out += DS_QBLOCK) {
+        const uint8_t *o = grp + b * 144;
+        uint16_t h;
+        memcpy(&h, o + 2 * lane, 2);
+        float d = ds_f16_to_f32(h);
+        for (int c = 0; c < DS_QBLOCK; c++) {
+            uint8_t byte = o[16 + 16 * (c / 4) + (lane % 4) * 4 + c % 4];
+            out[c] = d * (float)((lane < 4 ? byte & 15 : byte >> 4) - 8);
+        }
+    }
 }

@@ -14,6 +14,10 @@ typedef enum {
     DS_Q8_0,    //   32 int8 q: value = d * q                                      (34 bytes)
     DS_Q4_0,    //   16 bytes of nibbles, value j in the low nibble of byte j and value
                 //   j + 16 in the high nibble: value = d * (nibble - 8)          (18 bytes)
+    DS_Q4_0X8,  // Q4_0 regrouped at load for the decode kernel (never in files): per 8 rows
+                // and 32 columns, 144 bytes: the 8 rows' f16 scales, then for each 4 columns
+                // 16 bytes whose byte m holds row m/4 (low nibble) and row 4 + m/4 (high
+                // nibble) at column m % 4. Rows are a multiple of 8.
     DS_DTYPE_COUNT
 } ds_dtype;
 
@@ -67,3 +71,9 @@ void ds_tensor_rows_to_f32(const ds_tensor *t, int64_t r0, int64_t n, float *out
 void ds_quantize_row(ds_dtype t, const float *x, void *out, int64_t n);
 // Dequantizes n values of Q8_0 / Q4_0 blocks.
 void ds_dequantize_row(ds_dtype t, const void *in, float *out, int64_t n);
+// Regroups a Q4_0 matrix (rows a multiple of 8) into Q4_0X8 (same size), and row r of a
+// Q4_0X8 matrix back to f32.
+void ds_q4_0_to_x8(const void *in, void *out, int64_t rows, int64_t cols);
+void ds_q4_0x8_row_to_f32(const void *data, int64_t r, int64_t cols, float *out);
+// Columns [c0, c0 + len) of row r (both multiples of 32).
+void ds_q4_0x8_row_range_to_f32(const void *data, int64_t r, int64_t cols, int64_t c0, int64_t len, float *out);

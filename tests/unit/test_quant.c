@@ -118,6 +118,45 @@ static void test_matmul_paths(void **state) {
     free(wf);
 }
 
+// Q4_0X8 (the regrouped decode layout): every row decodes exactly like the Q4_0 it came from,
+// and every matmul path on it matches the Q4_0 matrix's results (same integer sums).
+static void test_q4_regroup(void **state) {
+    (void)state;
+    int OUT = 48, IN = 32 * 5;
+    float *wf = randv((int64_t)OUT * IN, 3, 0.3f);
+    int64_t rb = ds_dtype_row_bytes(DS_Q4_0, IN);
+    uint8_t *q4 = malloc((size_t)(rb * OUT)), *x8 = malloc((size_t)(rb * OUT));
+    for (int r = 0; r < OUT; r++) ds_quantize_row(DS_Q4_0, wf + (int64_t)r * IN, q4 + r * rb, IN);
+    ds_q4_0_to_x8(q4, x8, OUT, IN);
+    ds_tensor a = {.dtype = DS_Q4_0, .ndim = 2, .shape = {OUT, IN}, .data = q4};
+    ds_tensor b = {.dtype = DS_Q4_0X8, .ndim = 2, .shape = {OUT, IN}, .data = x8};
+    float ra[160], rb2[160];
+    for (int r = 0; r < OUT; r++) {
+        ds_tensor_row_to_f32(&a, r, ra);
+        ds_tensor_row_to_f32(&b, r, rb2);
+        for (int c = 0; c < IN; c++) assert_float_equal(ra[c], rb2[c], 0);
+    }
+    for (int N = 1; N <= 5; N++) {
+        float *x = randv((int64_t)N * IN, 20 + N, 1.0f), *oa = malloc(sizeof(float) * (size_t)(N * OUT));
+        float *ob = malloc(sizeof(float) * (size_t)(N * OUT)), *work = malloc(sizeof(float) * (size_t)matmul_work_floats(IN));
+        for (int portable = 0; portable <= 1; portable++) {
+            kernels_force_portable(portable);
+            matmul_forward(oa, x, &a, N, work);
+            matmul_forward(ob, x, &b, N, work);
+            for (int i = 0; i < N * OUT; i++)
+                if (!(fabsf(oa[i] - ob[i]) <= 1e-5f * (1.0f + fabsf(oa[i]))))
+                    fail_msg("N=%d portable=%d [%d]: Q4_0 %g vs Q4_0X8 %g", N, portable, i, oa[i], ob[i]);
+        }
+        kernels_force_portable(0);
+        float y[48];
+        matvec_rows(y, &b, 5, 29, x);
+        matmul_forward_naive(oa, x, &a, 1);
+        for (int r = 5; r < 29; r++) assert_true(fabsf(y[r - 5] - oa[r]) <= 1e-4f * (1 + fabsf(oa[r])));
+        free(x); free(oa); free(ob); free(work);
+    }
+    free(wf); free(q4); free(x8);
+}
+
 // A model quantized at load: matrices re-encoded (the ones with 32-multiple columns), the
 // forward runs, and Q8_0 stays close to the f32 logits.
 static void test_model_quantize(void **state) {
@@ -136,7 +175,8 @@ static void test_model_quantize(void **state) {
         if (q >= 0) {
             assert_int_equal(ds_model_quantize(&m, (ds_dtype)q, 0, &nq, &err), DS_OK);
             assert_true(nq > 0);
-            assert_int_equal(m.layers[0].q_a.dtype, q);       // 32 columns: quantized
+            // 32 columns: quantized (Q4_0 regrouped for decode: 16 rows, a multiple of 8)
+            assert_int_equal(m.layers[0].q_a.dtype, q == DS_Q4_0 ? DS_Q4_0X8 : q);
             assert_int_equal(m.layers[1].exp_down[0].dtype, DS_F32); // 16 columns: kept
         }
         ds_engine_limits lim = {.max_tokens = T, .max_seqs = 1, .max_ctx = T, .max_logits = T};
@@ -218,6 +258,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_paths),
         cmocka_unit_test(test_model_quantize),
         cmocka_unit_test(test_kquants),
+        cmocka_unit_test(test_q4_regroup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
