@@ -17,6 +17,7 @@
 #include "io/gguf.h"
 #include "test_tmpdir.h"
 #include "test_bpe_util.h"
+#include "test_tok_util.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct {
@@ -222,20 +223,11 @@ static bool decode_same(const ds_tokenizer *g, const ds_tokenizer *o, const int 
 // expected ids (want_ids: compare with the fixture's ids, else with the original o's
 // encoding), decodes like o, and decode(encode(x)) round-trips (up to Qwen's NFC).
 static void parity(const ds_tokenizer *g, const ds_tokenizer *o, const char *fixture, bool want_ids) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/tokenizer/%s.jsonl", fixtures(), fixture);
-    char *data;
-    size_t size;
     ds_error err = {{0}};
-    if (file_read_all(path, &data, &size, &err)) fail_msg("%s", err.msg);
-    int lines = 0, bad = 0, bad_rt = 0, bad_dec = 0;
-    for (char *line = data, *nl; *line; line = nl + 1) {
-        nl = strchr(line, '\n');
-        if (!nl) nl = line + strlen(line) - 1;
-        else *nl = 0;
-        if (!*line) continue;
-        cJSON *j = cJSON_Parse(line);
-        assert_non_null(j);
+    int lines, bad = 0, bad_rt = 0, bad_dec = 0;
+    cJSON **jl = test_jsonl_read(fixture, &lines);
+    for (int li = 0; li < lines; li++) {
+        const cJSON *j = jl[li];
         const char *text = cJSON_GetObjectItem(j, "text")->valuestring;
         size_t tl = strlen(text);
         int *ids, n, *plain, np;
@@ -252,27 +244,15 @@ static void parity(const ds_tokenizer *g, const ds_tokenizer *o, const char *fix
             free(oi);
             free(op);
         }
-        if (!ok && bad++ < 5) fprintf(stderr, "  %s: ids differ on %s\n", fixture, line);
+        if (!ok && bad++ < 5) fprintf(stderr, "  %s: ids differ on %s\n", fixture, text);
         if ((!decode_same(g, o, ids, n, false) || !decode_same(g, o, ids, n, true)) && bad_dec++ < 3)
-            fprintf(stderr, "  %s: decode differs on %s\n", fixture, line);
-        char *dec;
-        size_t dl;
-        assert_int_equal(tokenizer_decode(g, plain, np, false, &dec, &dl, &err), DS_OK);
-        if (dl != tl || memcmp(dec, text, tl) != 0) {
-            int *again, na;
-            assert_int_equal(tokenizer_encode(g, dec, dl, false, &again, &na, &err), DS_OK);
-            bool stable = na == np && memcmp(again, plain, (size_t)np * sizeof(int)) == 0;
-            if ((strcmp(fixture, "qwen2_5") != 0 || !stable) && bad_rt++ < 3)
-                fprintf(stderr, "  %s: round trip differs on %s\n", fixture, line);
-            free(again);
-        }
-        free(dec);
+            fprintf(stderr, "  %s: decode differs on %s\n", fixture, text);
+        if (!test_round_trip_ok(g, plain, np, text, tl, strcmp(fixture, "qwen2_5") == 0) && bad_rt++ < 3)
+            fprintf(stderr, "  %s: round trip differs on %s\n", fixture, text);
         free(ids);
         free(plain);
-        cJSON_Delete(j);
-        lines++;
     }
-    free(data);
+    test_jsonl_free(jl, lines);
     fprintf(stderr, "  %s: %d texts, %d id mismatches, %d decode, %d round-trip differences\n", fixture, lines, bad,
             bad_dec, bad_rt);
     assert_true(lines >= 500);
