@@ -1,6 +1,6 @@
 #!/bin/sh
-# make bench: prefill/decode tokens/s of the ~100M and ~1B presets at f32 and bf16, with 1
-# and 2 threads, next to the measured memory bandwidth (decode roofline); training tokens/s
+# make bench: prefill/decode tokens/s of the ~100M and ~1B presets at f32, bf16, and bf16
+# quantized at load to q8 / q4, with 1 and 2 threads, next to the measured memory bandwidth (decode roofline); training tokens/s
 # and MFU of the ~5M and ~100M presets next to the same step in PyTorch; tokenizer
 # throughput next to transformers.js; the race with llama.cpp on the same GGUF files. Not a
 # test. BENCH=infer|train|race|tok runs one part.
