@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
         tgt[i] = (int32_t)(ds_rng_u32(&r) % (uint32_t)ps.cfg.vocab_size);
     }
     int with_mtp = ps.cfg.num_nextn_predict_layers > 0 && mtp > 0;
-    train_loss_weights w = {1.0f / (float)(B * T), with_mtp ? mtp / (float)(B * (T - 1)) : 0.0f, 1e-4f / (float)B};
+    train_loss_weights w = {.ce_weight = 1.0f / (float)(B * T), .mtp_weight = with_mtp ? mtp / (float)(B * (T - 1)) : 0.0f, .balance_weight = 1e-4f / (float)B};
     adamw_params hp = adamw_defaults();
     double peak = trainer_peak_flops();
     double t_total = 0, loss_first = 0, loss_last = 0;

@@ -198,6 +198,34 @@ ds_status model_dir_open(model_dir *md, const char *dir, ds_error *err) {
     return st;
 }
 
+ds_status model_dir_from_memory(model_dir *md, const char *name, const st_entry *entries, int n, ds_error *err) {
+    memset(md, 0, sizeof *md);
+    md->dir = strdup(name);
+    md->files = calloc(1, sizeof *md->files);
+    st_file *f = md->files;
+    if (md->dir && f) {
+        md->n_files = 1;
+        f->path = strdup(name);
+        f->entries = calloc(n ? (size_t)n : 1, sizeof *f->entries);
+    }
+    if (!md->dir || !f || !f->path || !f->entries) {
+        model_dir_close(md);
+        return ds_error_set(err, DS_ERR_OOM, "%s: out of memory", name);
+    }
+    for (int i = 0; i < n; i++) {
+        f->entries[i] = entries[i];
+        f->entries[i].used = false;
+        if (!(f->entries[i].name = strdup(entries[i].name))) {
+            model_dir_close(md);
+            return ds_error_set(err, DS_ERR_OOM, "%s: out of memory", name);
+        }
+        f->n = i + 1;
+    }
+    ds_status st = md_table_build(md, err);
+    if (st) model_dir_close(md);
+    return st;
+}
+
 void model_dir_close(model_dir *md) {
     for (int i = 0; i < md->n_files; i++) st_file_close(&md->files[i]);
     free(md->files);

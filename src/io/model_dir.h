@@ -18,6 +18,10 @@ typedef struct {
 // appears twice across files).
 ds_status model_dir_open(model_dir *md, const char *dir, ds_error *err);
 void model_dir_close(model_dir *md);
+// A folder-like view of tensors already in memory (e.g. the trainer's f32 master weights):
+// one pseudo-file named `name` holding copies of the n entries (names copied; data pointers
+// kept, so the memory must outlive the model_dir). Closed with model_dir_close.
+ds_status model_dir_from_memory(model_dir *md, const char *name, const st_entry *entries, int n, ds_error *err);
 // NULL if absent. *file_path (optional) receives the shard path for messages.
 st_entry *model_dir_find(const model_dir *md, const char *name, const char **file_path);
 // First tensor not marked used, or NULL (for the "unexpected tensor" check).

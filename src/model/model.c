@@ -204,17 +204,11 @@ static ds_status load_mtp(loader *ld) {
     return load_block(ld, L, &t->block);
 }
 
-ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err) {
-    if (gguf_model_is_path(dir)) return gguf_model_load(m, dir, err);
-    memset(m, 0, sizeof *m);
-    ds_status st = ds_config_load(&m->cfg, dir, err);
-    if (st) return st;
-    st = model_dir_open(&m->files, dir, err);
-    if (st) return st;
+static ds_status model_bind_tensors(ds_model *m, ds_error *err) {
     loader ld_ = {m, err, {0}}, *ld = &ld_;
     const ds_config *c = &m->cfg;
     int64_t D = c->hidden_size, V = c->vocab_size;
-
+    ds_status st;
     NAME("model.embed_tokens.weight"); st = loader_matrix(ld, V, D, &m->embed);
     if (!st) { NAME("model.norm.weight"); st = loader_f32(ld, 1, D, 0, &m->final_norm); }
     if (!st) {
@@ -233,6 +227,27 @@ ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err) {
         st_entry *e = model_dir_first_unused(&m->files, &file);
         if (e) st = ds_error_set(err, DS_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of this config)", file, e->name);
     }
+    return st;
+}
+
+ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err) {
+    if (gguf_model_is_path(dir)) return gguf_model_load(m, dir, err);
+    memset(m, 0, sizeof *m);
+    ds_status st = ds_config_load(&m->cfg, dir, err);
+    if (st) return st;
+    st = model_dir_open(&m->files, dir, err);
+    if (st) return st;
+    st = model_bind_tensors(m, err);
+    if (st) ds_model_free(m);
+    return st;
+}
+
+ds_status ds_model_bind(ds_model *m, const ds_config *cfg, model_dir *files, ds_error *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->files = *files;
+    memset(files, 0, sizeof *files);
+    ds_status st = model_bind_tensors(m, err);
     if (st) ds_model_free(m);
     return st;
 }

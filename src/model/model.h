@@ -56,6 +56,9 @@ typedef struct {
 // ".gguf" is loaded as a llama.cpp deepseek2 file instead (model/gguf_model.h).
 ds_status ds_model_load(ds_model *m, const char *dir, ds_error *err);
 void ds_model_free(ds_model *m);
+// The same binding and validation over tensors already opened in *files (taken over by the
+// model, also on failure) with config *cfg: a model that reads weights someone else owns.
+ds_status ds_model_bind(ds_model *m, const ds_config *cfg, model_dir *files, ds_error *err);
 // A zeroed buffer the model owns (freed with it); NULL when out of memory.
 void *ds_model_alloc(ds_model *m, size_t bytes);
 

@@ -121,3 +121,25 @@ ds_status params_save(const param_store *ps, const char *dir, ds_dtype dtype, vo
     ckpt_list_free(&l);
     return st;
 }
+
+ds_status params_model_view(const param_store *ps, ds_model *m, ds_error *err) {
+    const ckpt_list *l = &ps->list;
+    st_entry *e = calloc((size_t)l->n, sizeof *e);
+    if (!e) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    for (int i = 0; i < l->n; i++) {
+        const ckpt_tensor *t = &l->t[i];
+        int64_t numel = ckpt_tensor_numel(t);
+        e[i].name = (char *)t->name; // copied by model_dir_from_memory
+        e[i].dtype = DS_F32;
+        e[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+        e[i].begin = (uint64_t)ps->offset[i] * sizeof(float);
+        e[i].end = e[i].begin + (uint64_t)numel * sizeof(float);
+        e[i].data = (const uint8_t *)(ps->params + ps->offset[i]);
+    }
+    model_dir md;
+    ds_status st = model_dir_from_memory(&md, "(training weights)", e, l->n, err);
+    free(e);
+    if (st) return st;
+    return ds_model_bind(m, &ps->cfg, &md, err);
+}

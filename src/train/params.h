@@ -4,6 +4,7 @@
 // (physically shared, as in DeepSeek-V3 training) and are written as copies on save.
 #pragma once
 #include "model/checkpoint.h"
+#include "model/model.h"
 
 typedef struct {
     ds_config cfg;
@@ -21,6 +22,10 @@ ds_status params_load(param_store *ps, const char *dir, ds_error *err);
 // (F32 or BF16; FP8 is for released checkpoints, not training output).
 ds_status params_save(const param_store *ps, const char *dir, ds_dtype dtype, volatile int *cancel, ds_error *err);
 void params_free(param_store *ps);
+// A ds_model whose f32 tensors are views of ps->params (no copy): the inference engine then
+// samples from the weights being trained, seeing every optimizer step. Free it with
+// ds_model_free before params_free.
+ds_status params_model_view(const param_store *ps, ds_model *m, ds_error *err);
 
 // Index of a tensor by HF name, -1 if absent.
 int params_find(const param_store *ps, const char *name);

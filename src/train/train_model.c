@@ -677,21 +677,56 @@ static double block_backward_t(train_model *tm, int l, int B, int T, float *dx, 
 
 // ---- lm_head + cross-entropy, in row chunks ----------------------------------------------
 // x (n, D) normalised hidden rows, targets (n) (< 0 masked). Adds the unweighted CE sum and
-// count; with dx, also backpropagates weight * CE into dx (n, D) (+=) and the head.
-static void head_loss(train_model *tm, const float *x, const int *targets, int n, float weight, float *dx,
-                      double *sum, int64_t *count) {
+// count; with dx, also backpropagates sum_i w_i * CE_i into dx (n, D) (+=) and the head, where
+// w_i is `weight`, or lw->token_weight[i], or lw->coef(i, log p_i) (lw may be NULL). Per-row
+// log p(target) and entropy go to lw->logp / lw->entropy when set. Returns sum_i w_i * CE_i.
+static double head_loss(train_model *tm, const float *x, const int *targets, int n, float weight,
+                        const train_loss_weights *lw, float *dx, double *sum, int64_t *count) {
     tm_scratch *s = &tm->s;
     int D = tm->D, V = tm->V;
+    double wsum = 0;
+    const float *tw = lw ? lw->token_weight : NULL;
+    train_token_coef_fn coef = lw && !tw ? lw->coef : NULL;
     for (int r0 = 0; r0 < n; r0 += tm->ce_rows) {
         int m = n - r0 < tm->ce_rows ? n - r0 : tm->ce_rows;
         const float *xr = x + (int64_t)r0 * D;
         matmul_forward_f32(s->ce_logits, xr, tm->lm_head, m, D, V);
-        for (int i = 0; i < m; i++) s->ce_w[i] = weight;
+        if (lw && lw->entropy) {
+            // H = lse - sum_j p_j z_j, before the in-place CE turns logits into gradients
+#pragma omp parallel for schedule(static) if ((int64_t)m * V >= 65536)
+            for (int i = 0; i < m; i++) {
+                const float *z = s->ce_logits + (int64_t)i * V;
+                float mx = max_f32(z, V);
+                double se = 0, sez = 0;
+                for (int j = 0; j < V; j++) {
+                    double e = exp((double)(z[j] - mx));
+                    se += e;
+                    sez += e * (z[j] - mx);
+                }
+                lw->entropy[r0 + i] = (float)(log(se) - sez / se);
+            }
+        }
+        for (int i = 0; i < m; i++) s->ce_w[i] = tw ? tw[r0 + i] : coef ? 1.0f : weight;
         crossentropy_forward_backward(s->ce_loss, dx ? s->ce_logits : NULL, s->ce_logits, targets + r0, s->ce_w, m, V);
-        for (int i = 0; i < m; i++)
-            if (targets[r0 + i] >= 0) { *sum += s->ce_loss[i]; (*count)++; }
+        for (int i = 0; i < m; i++) {
+            if (lw && lw->logp) lw->logp[r0 + i] = -s->ce_loss[i];
+            if (targets[r0 + i] < 0) continue;
+            if (coef) {
+                // the CE gradient was taken with weight 1: scale the row by this token's weight
+                float c = coef(lw->coef_ctx, r0 + i, -s->ce_loss[i]);
+                s->ce_w[i] = c;
+                if (dx) {
+                    float *dl = s->ce_logits + (int64_t)i * V;
+                    for (int j = 0; j < V; j++) dl[j] *= c;
+                }
+            }
+            *sum += s->ce_loss[i];
+            (*count)++;
+            wsum += (double)s->ce_w[i] * s->ce_loss[i];
+        }
         if (dx) matmul_backward(dx + (int64_t)r0 * D, tm->g_lm_head, s->ce_logits, xr, tm->lm_head, m, D, V);
     }
+    return wsum;
 }
 
 // ---- whole model -------------------------------------------------------------------------
@@ -769,12 +804,12 @@ void train_model_step(train_model *tm, const int32_t *inputs, const int32_t *tar
     double ce = 0, mtp_sum = 0, bal = 0;
     int64_t ce_n = 0, mtp_n = 0;
     zero(tm->dxf, (int64_t)N * D);
-    head_loss(tm, tm->xf, (const int *)targets, N, w->ce_weight, tm->dxf, &ce, &ce_n);
+    double main_loss = head_loss(tm, tm->xf, (const int *)targets, N, w->ce_weight, w, tm->dxf, &ce, &ce_n);
     if (mtp) {
         mtp_forward(tm, inputs, targets, B, T);
         int Nm = B * (T - 1);
         zero(tm->m_dxf, (int64_t)Nm * D);
-        head_loss(tm, tm->m_xf, tm->m_tgt, Nm, w->mtp_weight, tm->m_dxf, &mtp_sum, &mtp_n);
+        head_loss(tm, tm->m_xf, tm->m_tgt, Nm, w->mtp_weight, NULL, tm->m_dxf, &mtp_sum, &mtp_n);
         bal += mtp_backward(tm, B, T, w->balance_weight);
     }
     tm->count_load = 0;
@@ -788,7 +823,7 @@ void train_model_step(train_model *tm, const int32_t *inputs, const int32_t *tar
     out->mtp_sum += mtp_sum;
     out->mtp_count += mtp_n;
     out->balance += bal;
-    out->loss += w->ce_weight * ce + w->mtp_weight * mtp_sum + bal;
+    out->loss += main_loss + w->mtp_weight * mtp_sum + bal;
 }
 
 void train_model_eval(train_model *tm, const int32_t *inputs, const int32_t *targets, int B, int T,
@@ -796,10 +831,11 @@ void train_model_eval(train_model *tm, const int32_t *inputs, const int32_t *tar
     check_shape(tm, B, T);
     tm->count_load = 0;
     main_forward(tm, inputs, B, T);
-    head_loss(tm, tm->xf, (const int *)targets, B * T, 1.0f, NULL, &out->ce_sum, &out->ce_count);
+    train_loss_weights outs = {.logp = w->logp, .entropy = w->entropy};
+    head_loss(tm, tm->xf, (const int *)targets, B * T, 1.0f, &outs, NULL, &out->ce_sum, &out->ce_count);
     if (tm->has_mtp && w->mtp_weight > 0) {
         mtp_forward(tm, inputs, targets, B, T);
-        head_loss(tm, tm->m_xf, tm->m_tgt, B * (T - 1), 1.0f, NULL, &out->mtp_sum, &out->mtp_count);
+        head_loss(tm, tm->m_xf, tm->m_tgt, B * (T - 1), 1.0f, NULL, NULL, &out->mtp_sum, &out->mtp_count);
     }
 }
 

@@ -15,10 +15,21 @@
 // Weights of one loss term. A main target t >= 0 contributes ce_weight * CE; a masked one
 // (t < 0) nothing. The caller picks weights so the step's loss is a mean over the step, e.g.
 // ce_weight = 1 / (targets in the whole step) with gradient accumulation.
+// Per-token weights for objectives that are not a plain mean CE (GRPO): the weight of main
+// target i computed from log p(target i) of this very forward (the clipped ratio and the KL
+// penalty need the current policy's log-probability). Called serially, i in 0..B*T-1.
+typedef float (*train_token_coef_fn)(void *ctx, int64_t i, float logp);
+
 typedef struct {
     float ce_weight;      // per main target
     float mtp_weight;     // per MTP target (lambda included); 0 skips the MTP module
     float balance_weight; // alpha / (sequences in the step); 0 skips the balance loss
+    // Optional (zero-initialised callers keep the plain mean CE):
+    const float *token_weight;   // (B*T) weight of each main target, replacing ce_weight; any sign
+    train_token_coef_fn coef;    // else, when set: weight of each main target from its log-prob
+    void *coef_ctx;
+    float *logp;                 // out (B*T): log p(target) per position (0 where masked)
+    float *entropy;              // out (B*T): entropy (nats) of each position's next-token distribution
 } train_loss_weights;
 
 typedef struct {
@@ -42,8 +53,9 @@ int64_t train_model_bytes(const train_model *tm);
 // load counters.
 void train_model_step(train_model *tm, const int32_t *inputs, const int32_t *targets, int B, int T,
                       const train_loss_weights *w, train_loss *out);
-// Forward only (validation): adds the unweighted CE (and MTP CE when w->mtp_weight > 0) sums
-// and counts to *out; no gradients, no load counting, no balance loss.
+// Forward only (validation, log-probs of sampled completions): adds the unweighted CE (and MTP
+// CE when w->mtp_weight > 0) sums and counts to *out and fills w->logp / w->entropy when set;
+// no gradients, no load counting, no balance loss.
 void train_model_eval(train_model *tm, const int32_t *inputs, const int32_t *targets, int B, int T,
                       const train_loss_weights *w, train_loss *out);
 

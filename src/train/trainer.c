@@ -221,6 +221,17 @@ static ds_status copy_file(const char *from_dir, const char *to_dir, const char 
     return st;
 }
 
+ds_status trainer_save_model(const param_store *ps, const char *dir, ds_dtype dtype, const char *tok_dir,
+                             ds_error *err) {
+    ds_status st = file_mkdirs(dir, err);
+    if (!st) st = params_save(ps, dir, dtype, NULL, err);
+    if (!st && tok_dir && strcmp(tok_dir, dir) != 0) {
+        st = copy_file(tok_dir, dir, "tokenizer.json", err);
+        if (!st) st = copy_file(tok_dir, dir, "tokenizer_config.json", err);
+    }
+    return st;
+}
+
 ds_status trainer_save(const param_store *ps, const train_state *s, const char *dir, const char *tok_dir,
                        ds_error *err) {
     ds_status st = file_mkdirs(dir, err);

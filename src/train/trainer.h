@@ -61,6 +61,10 @@ uint64_t trainer_hash_tokens(const int32_t *tok, int64_t n);
 // hash of every file it vouches for. Each file is written atomically.
 ds_status trainer_save(const param_store *ps, const train_state *s, const char *dir, const char *tok_dir,
                        ds_error *err);
+// Writes only the model (config.json, shards, index in `dtype`) and the tokenizer files of
+// tok_dir: a folder for inference and shipping, without optimizer state.
+ds_status trainer_save_model(const param_store *ps, const char *dir, ds_dtype dtype, const char *tok_dir,
+                             ds_error *err);
 // Reads dir/train_state.json, checks every file's hash, loads the params (f32 master weights)
 // and the AdamW moments into *ps (allocated here) and the state into *s.
 ds_status trainer_load(param_store *ps, train_state *s, const char *dir, ds_error *err);

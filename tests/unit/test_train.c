@@ -45,7 +45,7 @@ static train_loss seq_loss(train_model *tm, param_store *ps, const int *ids, int
     int T = n - 1;
     int32_t inp[64], tgt[64];
     for (int t = 0; t < T; t++) { inp[t] = ids[t]; tgt[t] = ids[t + 1]; }
-    train_loss_weights w = {1.0f / (float)T, mtp_w > 0 ? mtp_w / (float)(T - 1) : 0.0f, bal_a};
+    train_loss_weights w = {.ce_weight = 1.0f / (float)T, .mtp_weight = mtp_w > 0 ? mtp_w / (float)(T - 1) : 0.0f, .balance_weight = bal_a};
     train_loss L = {0};
     if (with_grad) memset(ps->grads, 0, sizeof(float) * (size_t)ps->n);
     train_model_step(tm, inp, tgt, 1, T, &w, &L);
@@ -193,7 +193,7 @@ static void test_bias_update_balances(void **state) {
         inp[i] = (int32_t)((i * 37 + 11) % 256);
         tgt[i] = (int32_t)((i * 91 + 5) % 256);
     }
-    train_loss_weights w = {1.0f / (B * T), 0.3f / (B * (T - 1)), 0};
+    train_loss_weights w = {.ce_weight = 1.0f / (B * T), .mtp_weight = 0.3f / (B * (T - 1))};
     int nm = train_model_n_moe_layers(tm);
     assert_int_equal(nm, c.num_hidden_layers - c.first_k_dense_replace + 1); // main MoE layers + MTP
     float first[8] = {0}, imb[8];
@@ -236,7 +236,7 @@ static void test_memorise_text(void **state) {
     double first = 0, last = 0;
     lr_schedule sched = {.kind = LR_COSINE, .lr_max = 1e-2f, .lr_min = 1e-3f, .warmup = 10, .total = 200};
     for (int step = 0; step < 200; step++) {
-        train_loss_weights w = {1.0f / (B * T), 0.3f / (B * (T - 1)), 1e-4f / B};
+        train_loss_weights w = {.ce_weight = 1.0f / (B * T), .mtp_weight = 0.3f / (B * (T - 1)), .balance_weight = 1e-4f / B};
         train_loss L = {0};
         memset(ps.grads, 0, sizeof(float) * (size_t)ps.n);
         train_model_reset_load(tm);

@@ -1,0 +1,42 @@
+// GRPO (DeepSeekMath / DeepSeek-R1): group-relative advantages and the clipped-ratio policy
+// objective with a KL penalty to a frozen reference, as per-token weights for the trainer's
+// cross-entropy backward (train_model_step's coef hook).
+//
+// For completion token t of sequence i with log-probs lp (current policy), lp_old (the policy
+// that sampled, detached) and lp_ref (reference), ratio r = exp(lp - lp_old):
+//   l_t = -min(r A_i, clip(r, 1 - eps_low, 1 + eps_high) A_i) + beta * k3,
+//   k3  = exp(lp_ref - lp) - (lp_ref - lp) - 1           (>= 0, unbiased KL estimator)
+// and the loss is sum_t n_t l_t with the aggregation weights n_t:
+//   GRPO_AGG_TOKEN: 1 / (completion tokens in the whole batch)          (DAPO, token-level)
+//   GRPO_AGG_SEQ:   1 / (|o_i| * sequences in the batch)                (original GRPO)
+//   GRPO_AGG_DR:    1 / (max_new * sequences in the batch)              (Dr. GRPO)
+// Dr. GRPO also drops the division by the group's standard deviation in the advantage.
+#pragma once
+#include <stdint.h>
+
+typedef enum { GRPO_AGG_TOKEN = 0, GRPO_AGG_SEQ, GRPO_AGG_DR } grpo_agg;
+
+typedef struct {
+    float eps_low, eps_high;  // clip range of the ratio (R1/GRPO: 0.2 and 0.2; DAPO: 0.2, 0.28)
+    float beta;               // KL penalty weight (0 = no reference model needed)
+    grpo_agg agg;
+    int max_new;              // Dr. GRPO's constant length normaliser
+} grpo_params;
+
+// A_i for n_groups groups of G rewards each (group g: r[g*G .. g*G+G-1]):
+// (r_i - mean) / (std + eps) with the population standard deviation, or r_i - mean when
+// scale_std is 0 (Dr. GRPO). A group whose rewards are all equal gets zeros.
+void grpo_advantages(const float *r, int n_groups, int G, int scale_std, float eps, float *adv);
+
+// Aggregation weight n_t of every token of a sequence with `len` completion tokens.
+float grpo_token_norm(const grpo_params *p, int len, int64_t batch_tokens, int batch_seqs);
+
+typedef struct {
+    float loss;      // n-free per-token loss l_t
+    float dlogp;     // d l_t / d lp
+    float k3;        // the KL estimate at this token
+    int clipped;     // the clipped branch of the min is the active one (gradient of the ratio term is 0)
+} grpo_token;
+
+// Per-token loss and its derivative with respect to lp.
+void grpo_token_eval(const grpo_params *p, float lp, float lp_old, float lp_ref, float adv, grpo_token *out);
