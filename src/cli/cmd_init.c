@@ -20,7 +20,8 @@ static void init_usage(FILE *f) {
             "  --seed     random seed (default 1)\n"
             "  --shard-mb largest shard in MiB (default 1024; there are always at least 2 shards)\n"
             "  --vocab    override the preset's vocabulary size (e.g. 129280 to pair with a real tokenizer)\n"
-            "  --tokenizer copy tokenizer.json and tokenizer_config.json from DIR into the checkpoint\n"
+            "  --tokenizer copy tokenizer.json and tokenizer_config.json from DIR into the checkpoint; the\n"
+            "             vocabulary (unless --vocab) and BOS/EOS ids follow that tokenizer\n"
             "  --random-bias  draw the MoE routing bias (e_score_correction_bias) at random instead of\n"
             "             zeros, so routing fixtures exercise it (training starts from zeros)\n"
             "  --byte-tokenizer  write a byte-level tokenizer (256 bytes + BOS 256 + EOS 257) and set the\n"
@@ -75,6 +76,21 @@ int cmd_init(int argc, char **argv) {
         if (!vocab) c.vocab_size = TOKENIZER_BYTES_VOCAB; // no rows the tokenizer never emits
         c.bos_token_id = TOKENIZER_BYTES_BOS;
         c.eos_token_id = TOKENIZER_BYTES_EOS;
+    }
+    if (tok_dir) {
+        // the model's vocabulary and special ids follow the tokenizer it ships with
+        ds_tokenizer *t = NULL;
+        st = tokenizer_load(&t, tok_dir, &err);
+        if (st) return cli_fail("init", st, &err);
+        int tv = tokenizer_vocab_size(t);
+        if (!vocab) c.vocab_size = tv;
+        else if (vocab < tv) {
+            tokenizer_free(t);
+            return cli_usage_error("init", "--vocab %ld is smaller than the tokenizer's %d tokens", vocab, tv);
+        }
+        if (tokenizer_bos_id(t) >= 0) c.bos_token_id = tokenizer_bos_id(t);
+        if (tokenizer_eos_id(t) >= 0) c.eos_token_id = tokenizer_eos_id(t);
+        tokenizer_free(t);
     }
     cli_install_signals();
     p.cancel = &cli_interrupted;

@@ -64,7 +64,7 @@ static void preset_v3(ds_config *c, int V, int D, int I, int MI, int L, int H, i
     c->rope.orig_max_pos = orig;
 }
 
-static const char *const preset_list = "tiny tiny-noq tiny-v2 tiny-v2-greedy small bench-100m bench-1b";
+static const char *const preset_list = "tiny tiny-noq tiny-v2 tiny-v2-greedy small tiny-r1 bench-100m bench-1b";
 
 const char *ds_preset_names(void) { return preset_list; }
 
@@ -75,6 +75,8 @@ ds_status ds_preset_config(ds_config *c, const char *name, ds_error *err) {
     else if (strcmp(name, "tiny-v2-greedy") == 0) preset_v2(c, DS_TOPK_GREEDY);
     else if (strcmp(name, "small") == 0)                                         // ~5M, quick training runs
         preset_v3(c, 8192, 128, 384, 64, 6, 4, 64, 32, 32, 16, 32, 16, 4, 4, 2, 1024, 256);
+    else if (strcmp(name, "tiny-r1") == 0)                                       // ~5M (1.6M active): the shipped reasoner
+        preset_v3(c, 512, 256, 768, 128, 4, 4, 128, 64, 32, 16, 32, 8, 2, 4, 2, 1024, 256);
     else if (strcmp(name, "bench-100m") == 0)                                    // ~100M, V3 proportions
         preset_v3(c, 32768, 512, 1536, 256, 8, 8, 192, 128, 64, 32, 64, 32, 4, 8, 4, 16384, 4096);
     else if (strcmp(name, "bench-1b") == 0)                                      // ~0.94B, V3 proportions

@@ -1,0 +1,492 @@
+// deepseek grpo -m DIR --tasks FILE [--tasks FILE ...] -o OUT [options]
+// GRPO with rule-based rewards (DeepSeekMath, DeepSeek-R1): for each prompt, G completions are
+// sampled from the current policy with the batched KV-cache engine (reading the weights being
+// trained, no copy), scored, turned into group-relative advantages, and the clipped-ratio
+// objective with a KL penalty to a frozen reference is optimised for a few iterations on the
+// batch. Every step's statistics go to OUT/metrics.jsonl and the progress line.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/rng.h"
+#include "cli/cli.h"
+#include "io/fileutil.h"
+#include "rl/chatdata.h"
+#include "rl/grpo.h"
+#include "rl/reward.h"
+#include "rl/rollout.h"
+#include "rl/task.h"
+#include "train/params.h"
+#include "train/train_model.h"
+#include "train/trainer.h"
+
+static void grpo_usage(FILE *f) {
+    fprintf(f,
+            "usage: deepseek grpo -m DIR --tasks FILE [--tasks FILE ...] -o OUT_DIR [options]\n"
+            "Reinforcement learning with verifiable rewards on problems in the `deepseek tasks` format.\n"
+            "Each step samples --group completions for each of --prompts-per-step prompts, rewards them\n"
+            "(accuracy of the boxed answer + format), normalises the rewards within each group into\n"
+            "advantages and takes --iterations AdamW steps on the clipped GRPO objective with a KL\n"
+            "penalty (k3 estimator) to the reference model. OUT_DIR gets the model and metrics.jsonl\n"
+            "(`deepseek plot --grpo` draws it). Ctrl-C saves the last completed step.\n"
+            "  --steps N            GRPO steps (default 100)\n"
+            "  --group G            completions per prompt (default 8)\n"
+            "  --prompts-per-step P (default 16)\n"
+            "  --iterations I       optimisation passes per batch (default 1: ratio 1, pure on-policy)\n"
+            "  --epsilon E          clip range (default 0.2); --epsilon-high E upper clip (default = epsilon;\n"
+            "                       DAPO's clip-higher uses 0.28)\n"
+            "  --beta B             KL penalty weight (default 0.04; 0 = no reference model)\n"
+            "  --ref DIR            reference model (default: the starting model -m)\n"
+            "  --loss L             token (default: token-level mean over the batch, DAPO), seq (mean per\n"
+            "                       sequence, then over sequences: original GRPO) or dr (Dr. GRPO: sum over\n"
+            "                       tokens / (max-new * sequences), advantages not divided by the std)\n"
+            "  --lr X               (default 1e-4); --warmup N (default 0); --weight-decay X (default 0)\n"
+            "  --clip X             grad-norm clip (default 1.0)\n"
+            "  --temp T             sampling temperature (default 1.0); --top-p P (default 1.0)\n"
+            "  --max-new N          tokens per completion (default 256)\n"
+            "  --reward-accuracy W  (default 1.0); --reward-format W (default 0.1)\n"
+            "  --micro-batch B      sequences per forward/backward (default 16)\n"
+            "  --seed S             prompt order and sampling (default 1)\n"
+            "  --save-every N       checkpoint every N steps (default 0 = only at the end)\n"
+            "  --save-dtype D       f32 (default) or bf16\n"
+            "  -t THREADS\n");
+}
+
+typedef struct {
+    const char *dir, *out_dir, *ref_dir;
+    const char **tasks;
+    int n_tasks;
+    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup;
+    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt;
+    grpo_agg agg;
+    sampler_params sp;
+    ds_dtype save_dtype;
+} grpo_args;
+
+static int grpo_parse(int argc, char **argv, grpo_args *a) {
+    *a = (grpo_args){.steps = 100, .group = 8, .prompts = 16, .iterations = 1, .max_new = 256, .micro = 16, .seed = 1,
+                     .eps = 0.2, .eps_high = -1, .beta = 0.04, .lr = 1e-4, .clip = 1.0, .w_acc = 1.0, .w_fmt = 0.1,
+                     .agg = GRPO_AGG_TOKEN, .sp = {.temperature = 1.0f, .top_p = 1.0f}, .save_dtype = DS_F32};
+    for (int i = 1; i < argc; i++) {
+        bool missing = false;
+        const char *v;
+        long n;
+        double x;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { grpo_usage(stdout); return 0; }
+#define INT_OPT(name, lo, hi, field)                                                                              \
+    else if ((v = cli_opt(argc, argv, &i, name, &missing))) {                                                     \
+        if (!cli_parse_int(v, lo, hi, &n)) return cli_usage_error("grpo", name " expects an integer in [%ld, %ld], got '%s'", (long)(lo), (long)(hi), v); \
+        a->field = (int)n;                                                                                        \
+    }
+#define FLT_OPT(name, lo, hi, field)                                                                              \
+    else if ((v = cli_opt(argc, argv, &i, name, &missing))) {                                                     \
+        if (!cli_parse_float(v, lo, hi, &x)) return cli_usage_error("grpo", name " expects a number in [%g, %g], got '%s'", (double)(lo), (double)(hi), v); \
+        a->field = x;                                                                                             \
+    }
+        if ((v = cli_opt(argc, argv, &i, "-m", &missing))) a->dir = v;
+        else if ((v = cli_opt(argc, argv, &i, "-o", &missing))) a->out_dir = v;
+        else if ((v = cli_opt(argc, argv, &i, "--ref", &missing))) a->ref_dir = v;
+        else if ((v = cli_opt(argc, argv, &i, "--tasks", &missing))) {
+            const char **d = realloc(a->tasks, sizeof *d * (size_t)(a->n_tasks + 1));
+            if (!d) return cli_usage_error("grpo", "out of memory");
+            a->tasks = d;
+            a->tasks[a->n_tasks++] = v;
+        }
+        else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) { if (!cli_apply_threads("grpo", v)) return 1; }
+        INT_OPT("--steps", 1, 100000000, steps)
+        INT_OPT("--group", 2, 1024, group)
+        INT_OPT("--prompts-per-step", 1, 4096, prompts)
+        INT_OPT("--iterations", 1, 64, iterations)
+        INT_OPT("--max-new", 1, 1 << 20, max_new)
+        INT_OPT("--micro-batch", 1, 4096, micro)
+        INT_OPT("--seed", 0, 2147483647, seed)
+        INT_OPT("--save-every", 0, 100000000, save_every)
+        INT_OPT("--warmup", 0, 100000000, warmup)
+        FLT_OPT("--epsilon", 0, 10, eps)
+        FLT_OPT("--epsilon-high", 0, 10, eps_high)
+        FLT_OPT("--beta", 0, 100, beta)
+        FLT_OPT("--lr", 1e-12, 10, lr)
+        FLT_OPT("--weight-decay", 0, 10, wd)
+        FLT_OPT("--clip", 0, 1e9, clip)
+        FLT_OPT("--reward-accuracy", -100, 100, w_acc)
+        FLT_OPT("--reward-format", -100, 100, w_fmt)
+        else if ((v = cli_opt(argc, argv, &i, "--loss", &missing))) {
+            if (!strcmp(v, "token")) a->agg = GRPO_AGG_TOKEN;
+            else if (!strcmp(v, "seq")) a->agg = GRPO_AGG_SEQ;
+            else if (!strcmp(v, "dr")) a->agg = GRPO_AGG_DR;
+            else return cli_usage_error("grpo", "--loss must be token, seq or dr, got '%s'", v);
+        } else if ((v = cli_opt(argc, argv, &i, "--save-dtype", &missing))) {
+            if (!strcmp(v, "f32")) a->save_dtype = DS_F32;
+            else if (!strcmp(v, "bf16")) a->save_dtype = DS_BF16;
+            else return cli_usage_error("grpo", "--save-dtype must be f32 or bf16, got '%s'", v);
+        } else {
+            int s = missing ? 0 : cli_sampling_opt("grpo", argc, argv, &i, &a->sp);
+            if (s < 0) return 1;
+            if (s == 0) {
+                if (missing) return cli_usage_error("grpo", "%s needs a value", argv[i]);
+                return cli_usage_error("grpo", "unknown option '%s'", argv[i]);
+            }
+        }
+        if (missing) return cli_usage_error("grpo", "%s needs a value", argv[i]);
+#undef INT_OPT
+#undef FLT_OPT
+    }
+    if (!a->dir) return cli_usage_error("grpo", "-m DIR is required");
+    if (!a->out_dir) return cli_usage_error("grpo", "-o OUT_DIR is required");
+    if (!a->n_tasks) return cli_usage_error("grpo", "--tasks FILE is required");
+    if (a->eps >= 1) return cli_usage_error("grpo", "--epsilon must be below 1, got %g", a->eps);
+    if (a->eps_high < 0) a->eps_high = a->eps;
+    a->sp.seed = (uint64_t)a->seed;
+    return -1;
+}
+
+// One micro-batch of sequences laid out as rows of T: inputs/targets, and per token the
+// quantities the loss needs.
+typedef struct {
+    int b, T;
+    int first;              // index of its first sequence
+    int32_t *inp, *tgt;     // (b, T)
+    float *old, *ref;       // (b, T) log-probs of the sampling policy / reference (NULL when unused)
+} grpo_mb;
+
+typedef struct {
+    const grpo_params *gp;
+    const grpo_mb *mb;
+    const float *adv, *norm;    // per sequence
+    int uses_old;
+    // statistics of this pass
+    double k3_sum, ratio_sum;
+    int64_t clipped, tokens;
+} grpo_coef_ctx;
+
+static float grpo_coef(void *vctx, int64_t i, float logp) {
+    grpo_coef_ctx *c = vctx;
+    int row = (int)(i / c->mb->T), k = c->mb->first + row;
+    float old = c->uses_old ? c->mb->old[i] : logp;
+    float ref = c->mb->ref ? c->mb->ref[i] : logp;
+    grpo_token t;
+    grpo_token_eval(c->gp, logp, old, ref, c->adv[k], &t);
+    c->k3_sum += t.k3;
+    c->clipped += t.clipped;
+    c->ratio_sum += exp((double)logp - (double)old);
+    c->tokens++;
+    // the trainer's loss is sum_i w_i * CE_i = -sum_i w_i * logp_i: w_i = -n_i * dl/dlogp
+    return -c->norm[k] * t.dlogp;
+}
+
+typedef struct {
+    grpo_args a;
+    param_store ps, ref_ps;
+    ds_model view;
+    ds_tokenizer *tok;
+    task_problem *probs;
+    int n_probs;
+    int **pids, *plen, max_prompt;
+    int *order, cursor, epoch;
+    rollout *ro;
+    train_model *tm, *ref_tm;
+    grpo_mb *mbs;
+    int n_mbs;
+    FILE *metrics;
+} grpo_run;
+
+static ds_status grpo_setup(grpo_run *r, ds_error *err) {
+    grpo_args *a = &r->a;
+    ds_status st = params_load(&r->ps, a->dir, err);
+    if (!st) st = tokenizer_load(&r->tok, a->dir, err);
+    if (st) return st;
+    // every task file's problems, in order
+    for (int f = 0; f < a->n_tasks && !st; f++) {
+        task_problem *p = NULL;
+        int n = 0;
+        st = task_load_jsonl(a->tasks[f], &p, &n, err);
+        if (st) break;
+        task_problem *all = realloc(r->probs, sizeof *all * (size_t)(r->n_probs + n));
+        if (!all) { task_problems_free(p, n); return ds_error_set(err, DS_ERR_OOM, "out of memory"); }
+        memcpy(all + r->n_probs, p, sizeof *p * (size_t)n);
+        free(p); // the strings moved into `all`
+        r->probs = all;
+        r->n_probs += n;
+    }
+    if (st) return st;
+    if (r->n_probs < 1) return ds_error_set(err, DS_ERR_ARG, "no problems in the --tasks files");
+    int n_eval = 0;
+    for (int i = 0; i < r->n_probs; i++) n_eval += r->probs[i].split == TASK_SPLIT_EVAL;
+    if (n_eval)
+        fprintf(stderr, "grpo: warning: %d of the %d problems are in the evaluation split (the hash rule): training on "
+                        "them would contaminate evaluation\n", n_eval, r->n_probs);
+    r->pids = calloc((size_t)r->n_probs, sizeof *r->pids);
+    r->plen = calloc((size_t)r->n_probs, sizeof *r->plen);
+    r->order = malloc(sizeof(int) * (size_t)r->n_probs);
+    if (!r->pids || !r->plen || !r->order) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    for (int i = 0; i < r->n_probs && !st; i++) {
+        st = chatdata_encode_prompt(r->tok, r->probs[i].prompt, &r->pids[i], &r->plen[i], NULL, err);
+        if (r->plen[i] > r->max_prompt) r->max_prompt = r->plen[i];
+        r->order[i] = i;
+    }
+    if (st) return st;
+    r->cursor = r->n_probs; // shuffles at the first draw
+    const ds_config *c = &r->ps.cfg;
+    if (r->max_prompt + a->max_new > c->max_position_embeddings)
+        return ds_error_set(err, DS_ERR_ARG, "longest prompt (%d tokens) + --max-new %d exceed the model's %d positions",
+                            r->max_prompt, a->max_new, c->max_position_embeddings);
+    st = params_model_view(&r->ps, &r->view, err);
+    if (st) return st;
+    rollout_opts ro = {.max_new = a->max_new, .prefill_chunk = 512, .sp = a->sp};
+    int eos = tokenizer_eos_id(r->tok);
+    if (eos >= 0) ro.stop_ids[ro.n_stop++] = eos;
+    if (c->eos_token_id >= 0 && c->eos_token_id != eos) ro.stop_ids[ro.n_stop++] = c->eos_token_id;
+    st = rollout_create(&r->ro, &r->view, a->prompts * a->group, r->max_prompt, &ro, err);
+    if (st) return st;
+    int T = r->max_prompt + a->max_new - 1;
+    st = train_model_create(&r->tm, &r->ps, a->micro, T, err);
+    if (st) return st;
+    if (a->beta > 0) {
+        st = params_load(&r->ref_ps, a->ref_dir ? a->ref_dir : a->dir, err);
+        if (st) return ds_error_prefix(err, st, "reference model: ");
+        if (r->ref_ps.n != r->ps.n || r->ref_ps.cfg.vocab_size != c->vocab_size)
+            return ds_error_set(err, DS_ERR_ARG, "the reference model %s has another architecture than %s", a->ref_dir,
+                                a->dir);
+        st = train_model_create(&r->ref_tm, &r->ref_ps, a->micro, T, err);
+        if (st) return st;
+    }
+    int n_seq = a->prompts * a->group;
+    r->n_mbs = (n_seq + a->micro - 1) / a->micro;
+    r->mbs = calloc((size_t)r->n_mbs, sizeof *r->mbs);
+    if (!r->mbs) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    for (int j = 0; j < r->n_mbs; j++) {
+        size_t cells = (size_t)a->micro * (size_t)T;
+        grpo_mb *m = &r->mbs[j];
+        m->inp = malloc(cells * sizeof(int32_t));
+        m->tgt = malloc(cells * sizeof(int32_t));
+        m->old = a->iterations > 1 ? malloc(cells * sizeof(float)) : NULL;
+        m->ref = a->beta > 0 ? malloc(cells * sizeof(float)) : NULL;
+        if (!m->inp || !m->tgt || (a->iterations > 1 && !m->old) || (a->beta > 0 && !m->ref))
+            return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    }
+    st = file_mkdirs(a->out_dir, err);
+    if (st) return st;
+    char *mpath = file_join(a->out_dir, "metrics.jsonl");
+    if (!mpath || !(r->metrics = fopen(mpath, "wb")))
+        st = ds_error_set(err, DS_ERR_IO, "%s: cannot open for writing", mpath ? mpath : a->out_dir);
+    free(mpath);
+    return st;
+}
+
+static void grpo_next_prompts(grpo_run *r, int *sel) {
+    for (int i = 0; i < r->a.prompts; i++) {
+        if (r->cursor >= r->n_probs) {
+            ds_rng rng;
+            ds_rng_seed(&rng, (uint64_t)r->a.seed, 1000 + (uint64_t)r->epoch++);
+            for (int k = r->n_probs - 1; k > 0; k--) {
+                int j = (int)(ds_rng_u32(&rng) % (uint32_t)(k + 1)), t = r->order[k];
+                r->order[k] = r->order[j];
+                r->order[j] = t;
+            }
+            r->cursor = 0;
+        }
+        sel[i] = r->order[r->cursor++];
+    }
+}
+
+typedef struct {
+    int step, steps;
+} grpo_prog;
+
+static void grpo_progress(void *ctx, int64_t done) {
+    const grpo_prog *p = ctx;
+    if (isatty(2)) fprintf(stderr, "\r\033[Kstep %d/%d | sampling: %lld tokens", p->step, p->steps, (long long)done);
+}
+
+static ds_status grpo_save(grpo_run *r, int step, ds_error *err) {
+    fprintf(stderr, "%ssaving step %d to %s ...", isatty(2) ? "\r\033[K" : "", step, r->a.out_dir);
+    ds_status st = trainer_save_model(&r->ps, r->a.out_dir, r->a.save_dtype, r->a.dir, err);
+    fprintf(stderr, st ? "\n" : " done\n");
+    return st;
+}
+
+static ds_status grpo_loop(grpo_run *r, ds_error *err) {
+    grpo_args *a = &r->a;
+    int G = a->group, P = a->prompts, n_seq = P * G;
+    grpo_params gp = {.eps_low = (float)a->eps, .eps_high = (float)a->eps_high, .beta = (float)a->beta, .agg = a->agg,
+                      .max_new = a->max_new};
+    reward_config rcfg = {.w_accuracy = (float)a->w_acc, .w_format = (float)a->w_fmt};
+    adamw_params hp = {.beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .weight_decay = (float)a->wd};
+    lr_schedule sched = {.kind = LR_CONSTANT, .lr_max = (float)a->lr, .lr_min = (float)a->lr, .warmup = a->warmup,
+                         .total = a->steps};
+    int *sel = malloc(sizeof(int) * (size_t)P);
+    float *rew = malloc(sizeof(float) * (size_t)n_seq), *acc = malloc(sizeof(float) * (size_t)n_seq);
+    float *fmt = malloc(sizeof(float) * (size_t)n_seq), *adv = malloc(sizeof(float) * (size_t)n_seq);
+    float *norm = malloc(sizeof(float) * (size_t)n_seq);
+    int T_max = r->max_prompt + a->max_new - 1;
+    float *ent = malloc(sizeof(float) * (size_t)a->micro * (size_t)T_max);
+    const int **ids = malloc(sizeof(int *) * (size_t)P);
+    int *lens = malloc(sizeof(int) * (size_t)P);
+    if (!sel || !rew || !acc || !fmt || !adv || !norm || !ent || !ids || !lens) {
+        free(sel); free(rew); free(acc); free(fmt); free(adv); free(norm); free(ent); free(ids); free(lens);
+        return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    }
+    fprintf(stderr, "grpo: %d problems, %d prompts x %d completions per step, %d steps, loss %s, beta %g, eps %g/%g, "
+                    "lr %g, %lld params\n",
+            r->n_probs, P, G, a->steps, a->agg == GRPO_AGG_TOKEN ? "token" : a->agg == GRPO_AGG_SEQ ? "seq" : "dr",
+            a->beta, a->eps, a->eps_high, a->lr, (long long)r->ps.n);
+    ds_status st = DS_OK;
+    int step = 0, tty = isatty(2);
+    double t_start = cli_now();
+    while (step < a->steps && !cli_interrupted && !st) {
+        double t0 = cli_now();
+        grpo_next_prompts(r, sel);
+        for (int i = 0; i < P; i++) {
+            ids[i] = r->pids[sel[i]];
+            lens[i] = r->plen[sel[i]];
+        }
+        rollout_result res;
+        grpo_prog prog = {step + 1, a->steps};
+        st = rollout_run(r->ro, ids, lens, P, G, (uint64_t)step, &res, grpo_progress, &prog, &cli_interrupted, err);
+        if (st) break;
+        double t_sample = cli_now() - t0;
+        // rewards
+        double sum_r = 0, sum_acc = 0, sum_fmt = 0, sum_len = 0;
+        int64_t comp_tokens = 0;
+        for (int k = 0; k < n_seq && !st; k++) {
+            char *text = NULL;
+            size_t tl = 0;
+            st = tokenizer_decode(r->tok, (const int *)res.tokens + (int64_t)k * res.max_new, res.len[k], true, &text,
+                                  &tl, err);
+            if (st) break;
+            reward_result rr;
+            reward_score(&r->probs[sel[k / G]], text, &rcfg, &rr);
+            free(text);
+            rew[k] = rr.total;
+            acc[k] = rr.accuracy;
+            fmt[k] = rr.format;
+            sum_r += rr.total;
+            sum_acc += rr.accuracy;
+            sum_fmt += rr.format;
+            sum_len += res.len[k];
+            comp_tokens += res.len[k];
+        }
+        if (st) { rollout_result_free(&res); break; }
+        grpo_advantages(rew, P, G, a->agg != GRPO_AGG_DR, 1e-4f, adv);
+        int zero_groups = 0;
+        for (int g = 0; g < P; g++) {
+            int same = 1;
+            for (int i = 1; i < G; i++) same &= rew[g * G + i] == rew[g * G];
+            zero_groups += same;
+        }
+        for (int k = 0; k < n_seq; k++) norm[k] = grpo_token_norm(&gp, res.len[k], comp_tokens, n_seq);
+        // lay the sequences out as micro-batches: inputs prompt+completion[:-1], targets on the completion
+        for (int j = 0; j < r->n_mbs; j++) {
+            grpo_mb *m = &r->mbs[j];
+            m->first = j * a->micro;
+            m->b = n_seq - m->first < a->micro ? n_seq - m->first : a->micro;
+            int T = 2;
+            for (int q = 0; q < m->b; q++) {
+                int k = m->first + q, L = lens[k / G] + res.len[k];
+                if (L - 1 > T) T = L - 1;
+            }
+            m->T = T;
+            for (int q = 0; q < m->b; q++) {
+                int k = m->first + q, np = lens[k / G], L = np + res.len[k];
+                const int *pr = ids[k / G];
+                const int32_t *ct = res.tokens + (int64_t)k * res.max_new;
+                for (int t = 0; t < T; t++) {
+                    int in = t < L - 1;
+                    int tok_t = t < np ? pr[t] : ct[t - np];
+                    m->inp[(int64_t)q * T + t] = in ? tok_t : 0;
+                    m->tgt[(int64_t)q * T + t] = in && t + 1 >= np ? (t + 1 < np ? pr[t + 1] : ct[t + 1 - np]) : -1;
+                }
+            }
+            train_loss_weights w0 = {.logp = m->ref};
+            train_loss L0 = {0};
+            if (m->ref) train_model_eval(r->ref_tm, m->inp, m->tgt, m->b, T, &w0, &L0);
+            if (m->old) {
+                w0.logp = m->old;
+                train_model_eval(r->tm, m->inp, m->tgt, m->b, T, &w0, &L0);
+            }
+        }
+        rollout_result_free(&res);
+        // optimisation passes
+        grpo_coef_ctx first = {0};
+        double gnorm = 0, ent_sum = 0;
+        int64_t ent_n = 0;
+        float lr = lr_at(&sched, step);
+        for (int it = 0; it < a->iterations && !cli_interrupted; it++) {
+            memset(r->ps.grads, 0, sizeof(float) * (size_t)r->ps.n);
+            grpo_coef_ctx cc = {.gp = &gp, .adv = adv, .norm = norm, .uses_old = a->iterations > 1};
+            train_model_reset_load(r->tm);
+            for (int j = 0; j < r->n_mbs && !cli_interrupted; j++) {
+                grpo_mb *m = &r->mbs[j];
+                cc.mb = m;
+                train_loss_weights w = {.coef = grpo_coef, .coef_ctx = &cc, .entropy = it == 0 ? ent : NULL};
+                train_loss L = {0};
+                train_model_step(r->tm, m->inp, m->tgt, m->b, m->T, &w, &L);
+                if (it == 0)
+                    for (int64_t i = 0; i < (int64_t)m->b * m->T; i++)
+                        if (m->tgt[i] >= 0) { ent_sum += ent[i]; ent_n++; }
+            }
+            if (cli_interrupted) break;
+            if (it == 0) first = cc;
+            gnorm = trainer_grad_norm(&r->ps);
+            trainer_adamw(&r->ps, &hp, step * a->iterations + it + 1, lr, grad_clip_scale(gnorm, (float)a->clip));
+        }
+        if (cli_interrupted) break;
+        step++;
+        double dt = cli_now() - t0, n = n_seq;
+        double kl = first.tokens ? first.k3_sum / (double)first.tokens : 0;
+        double clipf = first.tokens ? (double)first.clipped / (double)first.tokens : 0;
+        double entropy = ent_n ? ent_sum / (double)ent_n : 0;
+        fprintf(r->metrics,
+                "{\"step\": %d, \"reward\": %.6f, \"accuracy\": %.6f, \"format_rate\": %.6f, \"kl\": %.6g, "
+                "\"clip_fraction\": %.6g, \"response_length\": %.3f, \"entropy\": %.6f, \"grad_norm\": %.6g, "
+                "\"lr\": %.6g, \"zero_adv_groups\": %d, \"sample_tok_s\": %.1f, \"tok_s\": %.1f, \"seconds\": %.3f}\n",
+                step, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n, entropy, gnorm, lr, zero_groups,
+                (double)comp_tokens / t_sample, (double)comp_tokens / dt, dt);
+        fflush(r->metrics);
+        double per = (cli_now() - t_start) / step;
+        fprintf(stderr,
+                "%sstep %d/%d | reward %.3f | acc %.3f | format %.3f | kl %.4f | clip %.3f | len %.1f | ent %.3f | "
+                "%.0f tok/s | ETA %.0fs%s",
+                tty ? "\r\033[K" : "", step, a->steps, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n,
+                entropy, (double)comp_tokens / dt, per * (a->steps - step), tty ? "" : "\n");
+        if (a->save_every > 0 && step % a->save_every == 0 && step < a->steps) st = grpo_save(r, step, err);
+    }
+    free(sel); free(rew); free(acc); free(fmt); free(adv); free(norm); free(ent); free(ids); free(lens);
+    if (st && st != DS_ERR_INTERRUPTED) return st;
+    if (cli_interrupted) fprintf(stderr, "\ninterrupted at step %d\n", step);
+    else if (tty) fprintf(stderr, "\n");
+    return grpo_save(r, step, err);
+}
+
+int cmd_grpo(int argc, char **argv) {
+    grpo_run r;
+    memset(&r, 0, sizeof r);
+    int rc = grpo_parse(argc, argv, &r.a);
+    if (rc >= 0) { free(r.a.tasks); return rc; }
+    cli_install_signals();
+    ds_error err = {{0}};
+    ds_status st = grpo_setup(&r, &err);
+    if (!st) st = grpo_loop(&r, &err);
+    int interrupted = cli_interrupted;
+    if (r.metrics) fclose(r.metrics);
+    for (int j = 0; j < r.n_mbs; j++) {
+        free(r.mbs[j].inp); free(r.mbs[j].tgt); free(r.mbs[j].old); free(r.mbs[j].ref);
+    }
+    free(r.mbs);
+    rollout_free(r.ro);
+    train_model_free(r.tm);
+    train_model_free(r.ref_tm);
+    ds_model_free(&r.view);
+    if (r.pids)
+        for (int i = 0; i < r.n_probs; i++) free(r.pids[i]);
+    free(r.pids); free(r.plen); free(r.order);
+    task_problems_free(r.probs, r.n_probs);
+    tokenizer_free(r.tok);
+    params_free(&r.ps);
+    params_free(&r.ref_ps);
+    free(r.a.tasks);
+    if (st) return cli_fail("grpo", st, &err);
+    return interrupted ? 130 : 0;
+}
