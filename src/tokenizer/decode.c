@@ -279,6 +279,7 @@ ds_status tokenizer_decode(const ds_tokenizer *t, const int *ids, int n, bool sk
         free(out.s);
         return ds_error_set(err, DS_ERR_OOM, "tokenizer: out of memory while decoding");
     }
+    out.s[out.n] = 0; // ids with no text (unknown, or skipped specials) append nothing
     *text = out.s;
     *len = out.n;
     return DS_OK;

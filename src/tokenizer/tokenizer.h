@@ -89,3 +89,52 @@ ds_status tokenizer_load_gguf(ds_tokenizer **t, const gguf_file *f, ds_error *er
 // The HF pre_tokenizer JSON rebuilt for a tokenizer.ggml.pre value (NULL if unsupported):
 // copied from the model's own tokenizer.json, so tests can compare it with the real file.
 const char *tokenizer_gguf_pre_json(const char *pre);
+
+// ---- training a tokenizer (tokenizer_train.c) ----
+// Learns a byte-level BPE from a corpus and writes dir/tokenizer.json + tokenizer_config.json
+// in the Hugging Face format, with Qwen2's pre-tokenizer and NFC normalizer (so GGUF export
+// names it "qwen2"), DeepSeek-R1's chat tokens and chat template. Layout of the ids:
+//   0..255              the bytes: id b is byte b (its GPT-2 byte-to-unicode character)
+//   256..V-7            merged tokens, in the order the merges were learned
+//   V-6 .. V-1          <｜begin▁of▁sentence｜> (BOS), <｜end▁of▁sentence｜> (EOS), <｜User｜>,
+//                       <｜Assistant｜>, <think>, </think>
+// where V is the final vocabulary size.
+#define TOKENIZER_TRAIN_N_ADDED 6
+#define TOKENIZER_TRAIN_MIN_VOCAB (256 + TOKENIZER_TRAIN_N_ADDED)
+
+typedef struct {
+    // Files ending in ".jsonl": one JSON object a line; its strings "text" and "prompt" and
+    // the "content" of each element of "messages" are the texts. Any other file: UTF-8 text.
+    const char *const *files;
+    int n_files;
+    int vocab_size;          // wanted final size, bytes and added tokens included
+    long min_frequency;      // a pair seen fewer times (weighted by word count) is not merged
+    size_t max_bytes;        // stop reading after this many bytes of text (0: no limit)
+    int progress;            // print progress to stderr
+    volatile int *cancel;    // polled; non-zero stops with DS_ERR_INTERRUPTED, nothing written
+} tokenizer_train_params;
+
+typedef enum {
+    TOKENIZER_TRAIN_DONE,          // the requested vocabulary size was reached
+    TOKENIZER_TRAIN_NO_PAIRS,      // every word is a single token: nothing left to merge
+    TOKENIZER_TRAIN_MIN_FREQUENCY, // the most frequent pair is below min_frequency
+} tokenizer_train_stop;
+
+typedef struct {
+    size_t text_bytes;       // bytes of text read (added tokens included)
+    bool truncated;          // max_bytes stopped the reading
+    long long n_words;       // pre-tokens counted
+    int n_distinct;          // distinct pre-tokens
+    int n_merges;            // merges learned
+    int vocab_size;          // final size (below the request when training stopped early)
+    int bos_id, eos_id;
+    tokenizer_train_stop stop;
+    double seconds;          // reading + training, without writing
+} tokenizer_train_stats;
+
+// Trains and writes the two files (atomically; dir is created when missing). Ties between
+// equally frequent pairs go to the pair whose (left, right) token bytes sort first. Errors
+// name the file and line (bad JSONL), the file (unreadable), or the flag (vocab too small).
+// stats may be NULL.
+ds_status tokenizer_train(const char *dir, const tokenizer_train_params *p, tokenizer_train_stats *stats,
+                          ds_error *err);
