@@ -1,0 +1,74 @@
+#!/bin/sh
+# End-to-end: the R1 recipe's commands on a tiny model in well under a minute:
+# tasks -> tokenizer-train -> init -> sft (loss on the reply only) -> grpo -> eval, plot.
+# A short GRPO run (fixed step count, not a timing check) must raise the mean reward on a
+# trivially learnable task (every answer is 7); eval's JSON summary has the documented keys;
+# bad flags and inputs give one error line.
+NAME=rl
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+
+# one-digit additions: small enough for the tiny preset to learn the trace format in 100 steps
+"$DS" tasks --task arithmetic --difficulty add:1 --n 80 --seed 1 --traces -o "$TMP/sft.jsonl" 2>/dev/null || fail "tasks"
+"$DS" tokenizer-train --data "$TMP/sft.jsonl" --vocab 300 -o "$TMP/tok" 2>/dev/null || fail "tokenizer-train"
+"$DS" init --preset tiny --tokenizer "$TMP/tok" --seed 1 -o "$TMP/init" 2>/dev/null || fail "init"
+
+# SFT: the loss falls, the model is written with its tokenizer, metrics per step
+"$DS" sft -m "$TMP/init" --data "$TMP/sft.jsonl" -o "$TMP/sft" --steps 100 --batch 32 --lr 3e-3 --val-every 50 \
+  2>"$TMP/sft.log" || fail "sft: $(tail -n 3 "$TMP/sft.log")"
+[ -f "$TMP/sft/config.json" ] && [ -f "$TMP/sft/tokenizer.json" ] || fail "sft wrote no model"
+[ "$(wc -l <"$TMP/sft/metrics.jsonl")" -eq 100 ] || fail "sft metrics: $(wc -l <"$TMP/sft/metrics.jsonl") lines"
+first=$(head -n 1 "$TMP/sft/metrics.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+last=$(tail -n 1 "$TMP/sft/metrics.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f / 3) }' || fail "sft loss $first -> $last did not fall"
+grep -q '"val_loss"' "$TMP/sft/metrics.jsonl" || fail "no validation loss"
+
+# GRPO on problems whose answer is always 7 (the SFT model gets ~20% of them at temperature 1):
+# the reward must rise over 20 steps
+: >"$TMP/seven.jsonl"
+for a in 0 1 2 3 4 5 6 7; do
+  echo "{\"task\":\"arithmetic\",\"prompt\":\"What is $a + $((7 - a))?\",\"answer\":\"7\"}" >>"$TMP/seven.jsonl"
+done
+"$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo" --steps 20 --group 8 --prompts-per-step 8 \
+  --max-new 64 --lr 1e-3 --beta 0.04 --seed 1 2>"$TMP/grpo.log" || fail "grpo: $(tail -n 3 "$TMP/grpo.log")"
+M=$TMP/grpo/metrics.jsonl
+[ "$(wc -l <"$M")" -eq 20 ] || fail "grpo metrics: $(wc -l <"$M") lines"
+for key in reward accuracy format_rate kl clip_fraction response_length entropy tok_s; do
+  grep -q "\"$key\": " "$M" || fail "grpo metrics lack $key"
+done
+r0=$(head -n 1 "$M" | sed 's/.*"reward": \([-0-9.]*\).*/\1/' | awk '{ s += $1 } END { print s / NR }')
+r1=$(tail -n 5 "$M" | sed 's/.*"reward": \([-0-9.]*\).*/\1/' | awk '{ s += $1 } END { print s / NR }')
+awk -v a="$r0" -v b="$r1" 'BEGIN { exit !(b > a + 0.3) }' || fail "grpo mean reward $r0 (step 1) -> $r1 (last 5)"
+"$DS" plot --metrics "$M" -o "$TMP/grpo.png" 2>/dev/null || fail "plot of grpo metrics"
+[ "$(head -c 4 "$TMP/grpo.png" | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
+
+# eval: one JSON line with the documented keys; per-problem results with --out
+"$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --samples 4 --max-new 64 --out "$TMP/per.jsonl" \
+  >"$TMP/eval.json" 2>"$TMP/eval.log" || fail "eval: $(tail -n 2 "$TMP/eval.log")"
+for key in '"n": 8' '"samples": 4' '"pass@1": ' '"majority": ' '"format_rate": ' '"mean_response_tokens": '; do
+  grep -q -- "$key" "$TMP/eval.json" || fail "eval summary lacks $key: $(cat "$TMP/eval.json")"
+done
+[ "$(wc -l <"$TMP/per.jsonl")" -eq 8 ] || fail "eval --out: $(wc -l <"$TMP/per.jsonl") lines"
+awk -v p="$(sed 's/.*"pass@1": \([0-9.]*\).*/\1/' "$TMP/eval.json")" -v r="$r1" 'BEGIN { exit !(p > 0.5) }' ||
+  fail "eval pass@1 after GRPO on the sevens: $(cat "$TMP/eval.json")"
+# greedy eval is reproducible
+"$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --samples 2 --temp 0 --max-new 64 >"$TMP/g1.json" 2>/dev/null
+"$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --samples 2 --temp 0 --max-new 64 >"$TMP/g2.json" 2>/dev/null
+[ "$(sed 's/"tokens_per_s.*//' "$TMP/g1.json")" = "$(sed 's/"tokens_per_s.*//' "$TMP/g2.json")" ] || fail "greedy eval differs"
+
+# bad input
+expect 1 "--data" "$DS" sft -m "$TMP/init" -o "$TMP/x"
+expect 1 "unknown option" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --bogus 1
+expect 1 "--loss" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --loss nope
+expect 1 "--samples" "$DS" eval -m "$TMP/sft" --data "$TMP/seven.jsonl" --samples 0
+echo '{"messages": [{"role": "user", "content": "hi"}]}' >"$TMP/bad.jsonl"
+expect 2 "bad.jsonl:1" "$DS" sft -m "$TMP/init" --data "$TMP/bad.jsonl" -o "$TMP/x"
+echo '{"task": "arithmetic", "prompt": "What is 1 + 1?"}' >"$TMP/bad2.jsonl"
+expect 2 "bad2.jsonl:1" "$DS" eval -m "$TMP/sft" --data "$TMP/bad2.jsonl"
+expect 2 "bad2.jsonl:1" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/bad2.jsonl" -o "$TMP/x"
+expect 3 "missing.jsonl" "$DS" eval -m "$TMP/sft" --data "$TMP/missing.jsonl"
+# a prompt too long for the model's positions is refused up front
+expect 1 "max-new" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --max-new 100000
+
+[ "$fails" -eq 0 ] && echo "e2e rl: ok"
+exit "$fails"
