@@ -33,11 +33,13 @@ static void eval_usage(FILE *f) {
             "  --limit N       first N problems only\n"
             "  --batch N       sequences decoded together (default 64)\n"
             "  --out FILE      per-problem results as JSONL (answers, accuracy, lengths, completions)\n"
+            "  --baseline FILE the --out file of another model on the same data: adds the paired difference\n"
+            "                  of pass@1 (delta_pass@1) with its 95%% interval, overall and per difficulty\n"
             "  --quant Q       q8 or q4 weights   -t THREADS\n");
 }
 
 typedef struct {
-    const char *dir, *data, *out;
+    const char *dir, *data, *out, *baseline;
     int samples, max_new, batch, limit, quant;
     sampler_params sp;
 } eval_args;
@@ -56,6 +58,7 @@ static int eval_parse(int argc, char **argv, eval_args *a) {
         if ((v = cli_opt(argc, argv, &i, "-m", &missing))) a->dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--data", &missing))) a->data = v;
         else if ((v = cli_opt(argc, argv, &i, "--out", &missing))) a->out = v;
+        else if ((v = cli_opt(argc, argv, &i, "--baseline", &missing))) a->baseline = v;
         else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) { if (!cli_apply_threads("eval", v)) return 1; }
         else if ((v = cli_opt(argc, argv, &i, "--quant", &missing))) { if (!cli_parse_quant("eval", v, &a->quant)) return 1; }
         else if ((v = cli_opt(argc, argv, &i, "--samples", &missing))) {
@@ -83,7 +86,50 @@ typedef struct {
     char *label;
     int n;
     double acc, maj, fmt, len;
+    double acc2;   // sum of squared per-problem pass@1
+    double d, d2;  // paired differences to the baseline
 } eval_group;
+
+// Half-width of the normal 95% interval of a mean from its sum and sum of squares over n.
+static double eval_ci95(double sum, double sum2, double n) {
+    if (n < 2) return 0;
+    double mean = sum / n, var = (sum2 - n * mean * mean) / (n - 1);
+    return 1.96 * sqrt(var > 0 ? var : 0) / sqrt(n);
+}
+
+// pass@1 of every problem of a previous --out file (index -> value; NAN where absent), and
+// its prompt, to refuse a baseline of other problems.
+static ds_status eval_load_baseline(const char *path, int np, const task_problem *probs, double *base, ds_error *err) {
+    for (int i = 0; i < np; i++) base[i] = NAN;
+    char *text = NULL;
+    size_t size = 0;
+    ds_status st = file_read_all(path, &text, &size, err);
+    if (st) return st;
+    int line = 0;
+    for (char *p = text, *end; !st && p < text + size; p = end + 1) {
+        end = memchr(p, '\n', (size_t)(text + size - p));
+        if (!end) end = text + size;
+        line++;
+        if (end == p) continue;
+        cJSON *o = cJSON_ParseWithLength(p, (size_t)(end - p));
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(o, "index");
+        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "pass@1");
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+        if (!cJSON_IsNumber(idx) || !cJSON_IsNumber(acc) || !cJSON_IsString(prompt))
+            st = ds_error_set(err, DS_ERR_FORMAT, "%s:%d: not a line of `deepseek eval --out` (index, prompt, pass@1)", path, line);
+        else if (idx->valueint >= 0 && idx->valueint < np) {
+            if (strcmp(prompt->valuestring, probs[idx->valueint].prompt) != 0)
+                st = ds_error_set(err, DS_ERR_FORMAT, "%s:%d: problem %d is another problem than in the data", path, line,
+                                  idx->valueint);
+            else base[idx->valueint] = acc->valuedouble;
+        }
+        cJSON_Delete(o);
+    }
+    free(text);
+    for (int i = 0; !st && i < np; i++)
+        if (isnan(base[i])) st = ds_error_set(err, DS_ERR_FORMAT, "%s: no result for problem %d", path, i);
+    return st;
+}
 
 static void eval_progress(void *ctx, int64_t done) {
     const int *total = ctx;
@@ -124,6 +170,7 @@ int cmd_eval(int argc, char **argv) {
     eval_group *groups = NULL;
     int n_groups = 0;
     char **answers = NULL;
+    double *base = NULL, sum_d = 0, sum_d2 = 0;
     ds_status st = task_load_jsonl(a.data, &probs, &np, &err);
     if (!st) st = cli_model_load(&m, a.dir, a.quant, &err);
     if (!st) st = tokenizer_load(&tok, a.dir, &err);
@@ -134,6 +181,11 @@ int cmd_eval(int argc, char **argv) {
     plen = calloc((size_t)np, sizeof *plen);
     answers = calloc((size_t)a.samples, sizeof *answers);
     if (!pids || !plen || !answers) { st = ds_error_set(&err, DS_ERR_OOM, "out of memory"); goto done; }
+    if (a.baseline) {
+        if (!(base = malloc(sizeof(double) * (size_t)np))) { st = ds_error_set(&err, DS_ERR_OOM, "out of memory"); goto done; }
+        st = eval_load_baseline(a.baseline, np, probs, base, &err);
+        if (st) goto done;
+    }
     int max_prompt = 1;
     for (int i = 0; i < np && !st; i++) {
         st = chatdata_encode_prompt(tok, probs[i].prompt, &pids[i], &plen[i], NULL, &err);
@@ -172,11 +224,13 @@ int cmd_eval(int argc, char **argv) {
             float accs[4096];
             if (out) {
                 fprintf(out, "{\"index\": %d, \"task\": \"%s\", \"difficulty\": ", p0 + i, task_kind_name(p->kind));
-                cJSON *js = cJSON_CreateString(p->difficulty);
-                char *s = cJSON_PrintUnformatted(js);
-                fprintf(out, "%s, \"samples\": [", s);
+                cJSON *js = cJSON_CreateString(p->difficulty), *jp = cJSON_CreateString(p->prompt);
+                char *s = cJSON_PrintUnformatted(js), *sp = cJSON_PrintUnformatted(jp);
+                fprintf(out, "%s, \"prompt\": %s, \"samples\": [", s, sp);
                 free(s);
+                free(sp);
                 cJSON_Delete(js);
+                cJSON_Delete(jp);
             }
             for (int k = 0; k < a.samples; k++) {
                 int idx = i * a.samples + k;
@@ -239,14 +293,22 @@ int cmd_eval(int argc, char **argv) {
                     break;
                 }
                 groups = ng;
-                groups[n_groups] = (eval_group){groups[n_groups].label, 0, 0, 0, 0, 0};
+                groups[n_groups] = (eval_group){.label = groups[n_groups].label};
                 n_groups++;
             }
             groups[g].n++;
             groups[g].acc += acc;
+            groups[g].acc2 += acc * acc;
             groups[g].maj += maj;
             groups[g].fmt += fmt;
             groups[g].len += len;
+            if (base) {
+                double d = acc - base[p0 + i];
+                sum_d += d;
+                sum_d2 += d * d;
+                groups[g].d += d;
+                groups[g].d2 += d * d;
+            }
         }
         rollout_result_free(&res);
         if (!isatty(2) || p0 + b >= np)
@@ -264,15 +326,20 @@ int cmd_eval(int argc, char **argv) {
         double var = n > 1 ? (sum_acc2 - n * mean * mean) / (n - 1) : 0;
         double ci = 1.96 * sqrt(var > 0 ? var : 0) / sqrt(n);
         printf("{\"n\": %d, \"samples\": %d, \"pass@1\": %.4f, \"pass@1_ci95\": %.4f, \"majority\": %.4f, "
-               "\"format_rate\": %.4f, \"mean_response_tokens\": %.1f, \"tokens_per_s\": %.1f, \"seconds\": %.1f, "
-               "\"by_difficulty\": {",
-               done_n, a.samples, mean, ci, sum_maj / n, sum_fmt / n, sum_len / n, (double)gen_tokens / (secs > 0 ? secs : 1),
-               cli_now() - t_start);
-        for (int g = 0; g < n_groups; g++)
-            printf("%s\"%s\": {\"n\": %d, \"pass@1\": %.4f, \"majority\": %.4f, \"format_rate\": %.4f, "
-                   "\"mean_response_tokens\": %.1f}",
-                   g ? ", " : "", groups[g].label, groups[g].n, groups[g].acc / groups[g].n, groups[g].maj / groups[g].n,
-                   groups[g].fmt / groups[g].n, groups[g].len / groups[g].n);
+               "\"format_rate\": %.4f, \"mean_response_tokens\": %.1f",
+               done_n, a.samples, mean, ci, sum_maj / n, sum_fmt / n, sum_len / n);
+        if (base) printf(", \"delta_pass@1\": %.4f, \"delta_ci95\": %.4f", sum_d / n, eval_ci95(sum_d, sum_d2, n));
+        printf(", \"tokens_per_s\": %.1f, \"seconds\": %.1f, \"by_difficulty\": {",
+               (double)gen_tokens / (secs > 0 ? secs : 1), cli_now() - t_start);
+        for (int g = 0; g < n_groups; g++) {
+            const eval_group *q = &groups[g];
+            printf("%s\"%s\": {\"n\": %d, \"pass@1\": %.4f, \"pass@1_ci95\": %.4f, \"majority\": %.4f, "
+                   "\"format_rate\": %.4f, \"mean_response_tokens\": %.1f",
+                   g ? ", " : "", q->label, q->n, q->acc / q->n, eval_ci95(q->acc, q->acc2, q->n), q->maj / q->n,
+                   q->fmt / q->n, q->len / q->n);
+            if (base) printf(", \"delta_pass@1\": %.4f, \"delta_ci95\": %.4f", q->d / q->n, eval_ci95(q->d, q->d2, q->n));
+            printf("}");
+        }
         printf("}}\n");
         fflush(stdout);
     }
@@ -281,6 +348,7 @@ done:
     for (int g = 0; g < n_groups; g++) free(groups[g].label);
     free(groups);
     free(answers);
+    free(base);
     rollout_free(ro);
     if (pids)
         for (int i = 0; i < np; i++) free(pids[i]);

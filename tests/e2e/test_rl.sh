@@ -51,6 +51,12 @@ done
 [ "$(wc -l <"$TMP/per.jsonl")" -eq 8 ] || fail "eval --out: $(wc -l <"$TMP/per.jsonl") lines"
 awk -v p="$(sed 's/.*"pass@1": \([0-9.]*\).*/\1/' "$TMP/eval.json")" -v r="$r1" 'BEGIN { exit !(p > 0.5) }' ||
   fail "eval pass@1 after GRPO on the sevens: $(cat "$TMP/eval.json")"
+# --baseline: the paired difference to the same model's own results (same seed) is exactly 0
+"$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --samples 4 --max-new 64 --baseline "$TMP/per.jsonl" \
+  >"$TMP/delta.json" 2>/dev/null || fail "eval --baseline"
+grep -q '"delta_pass@1": 0.0000, "delta_ci95": 0.0000' "$TMP/delta.json" || fail "eval --baseline: $(cat "$TMP/delta.json")"
+head -n 3 "$TMP/per.jsonl" >"$TMP/short.jsonl"
+expect 2 "no result for problem 3" "$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --baseline "$TMP/short.jsonl"
 # greedy eval is reproducible
 "$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --samples 2 --temp 0 --max-new 64 >"$TMP/g1.json" 2>/dev/null
 "$DS" eval -m "$TMP/grpo" --data "$TMP/seven.jsonl" --samples 2 --temp 0 --max-new 64 >"$TMP/g2.json" 2>/dev/null
