@@ -153,6 +153,31 @@ const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missi
     return argv[++*i];
 }
 
+int cli_table_opt(const char *cmd, int argc, char **argv, int *i, const cli_num_opt *t, int n, void *base) {
+    for (int k = 0; k < n; k++) {
+        bool missing = false;
+        const char *v = cli_opt(argc, argv, i, t[k].name, &missing);
+        if (missing) return cli_usage_error(cmd, "%s needs a value", t[k].name), -1;
+        if (!v) continue;
+        char *at = (char *)base + t[k].off;
+        if (t[k].is_float) {
+            double x;
+            if (!cli_parse_float(v, t[k].lo, t[k].hi, &x))
+                return cli_usage_error(cmd, "%s expects a number in [%g, %g], got '%s'", t[k].name, t[k].lo, t[k].hi, v), -1;
+            memcpy(at, &x, sizeof x);
+        } else {
+            long x;
+            if (!cli_parse_int(v, (long)t[k].lo, (long)t[k].hi, &x))
+                return cli_usage_error(cmd, "%s expects an integer in [%ld, %ld], got '%s'", t[k].name, (long)t[k].lo,
+                                       (long)t[k].hi, v), -1;
+            int xi = (int)x;
+            memcpy(at, &xi, sizeof xi);
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static void cli_on_signal(int sig) {
     (void)sig;
     if (cli_interrupted) _exit(130); // a second Ctrl-C leaves at once

@@ -59,6 +59,18 @@ int cli_sampling_opt(const char *cmd, int argc, char **argv, int *i, struct samp
 // NULL if argv[*i] is not this option. Sets *missing when the value is absent.
 const char *cli_opt(int argc, char **argv, int *i, const char *name, bool *missing);
 
+// Numeric options described by a table (the fields live in one struct at `base`): an int
+// option stores into *(int *)(base + off), a float option into *(double *)(base + off).
+typedef struct {
+    const char *name;
+    int is_float;
+    double lo, hi;
+    size_t off;
+} cli_num_opt;
+// 1 = argv[*i] was one of the table's options (value checked, stored, *i advanced), 0 = not
+// one of them, -1 = bad or missing value (usage error printed).
+int cli_table_opt(const char *cmd, int argc, char **argv, int *i, const cli_num_opt *t, int n, void *base);
+
 // Set by SIGINT/SIGTERM: long loops poll it and stop cleanly. The only process-wide mutable
 // state besides the thread counts.
 extern volatile int cli_interrupted;

@@ -5,6 +5,7 @@
 // objective with a KL penalty to a frozen reference is optimised for a few iterations on the
 // batch. Every step's statistics go to OUT/metrics.jsonl and the progress line.
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,20 @@ typedef struct {
     ds_dtype save_dtype;
 } grpo_args;
 
+#define GRPO_INT(name, lo, hi, field) {name, 0, lo, hi, offsetof(grpo_args, field)}
+#define GRPO_FLT(name, lo, hi, field) {name, 1, lo, hi, offsetof(grpo_args, field)}
+static const cli_num_opt grpo_num_opts[] = {
+    GRPO_INT("--steps", 1, 100000000, steps),      GRPO_INT("--group", 2, 1024, group),
+    GRPO_INT("--prompts-per-step", 1, 4096, prompts), GRPO_INT("--iterations", 1, 64, iterations),
+    GRPO_INT("--max-new", 1, 1 << 20, max_new),    GRPO_INT("--micro-batch", 1, 4096, micro),
+    GRPO_INT("--seed", 0, 2147483647, seed),       GRPO_INT("--save-every", 0, 100000000, save_every),
+    GRPO_INT("--warmup", 0, 100000000, warmup),    GRPO_FLT("--epsilon", 0, 10, eps),
+    GRPO_FLT("--epsilon-high", 0, 10, eps_high),   GRPO_FLT("--beta", 0, 100, beta),
+    GRPO_FLT("--lr", 1e-12, 10, lr),               GRPO_FLT("--weight-decay", 0, 10, wd),
+    GRPO_FLT("--clip", 0, 1e9, clip),              GRPO_FLT("--reward-accuracy", -100, 100, w_acc),
+    GRPO_FLT("--reward-format", -100, 100, w_fmt),
+};
+
 static int grpo_parse(int argc, char **argv, grpo_args *a) {
     *a = (grpo_args){.steps = 100, .group = 8, .prompts = 16, .iterations = 1, .max_new = 256, .micro = 16, .seed = 1,
                      .eps = 0.2, .eps_high = -1, .beta = 0.04, .lr = 1e-4, .clip = 1.0, .w_acc = 1.0, .w_fmt = 0.1,
@@ -72,19 +87,10 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         const char *v;
-        long n;
-        double x;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { grpo_usage(stdout); return 0; }
-#define INT_OPT(name, lo, hi, field)                                                                              \
-    else if ((v = cli_opt(argc, argv, &i, name, &missing))) {                                                     \
-        if (!cli_parse_int(v, lo, hi, &n)) return cli_usage_error("grpo", name " expects an integer in [%ld, %ld], got '%s'", (long)(lo), (long)(hi), v); \
-        a->field = (int)n;                                                                                        \
-    }
-#define FLT_OPT(name, lo, hi, field)                                                                              \
-    else if ((v = cli_opt(argc, argv, &i, name, &missing))) {                                                     \
-        if (!cli_parse_float(v, lo, hi, &x)) return cli_usage_error("grpo", name " expects a number in [%g, %g], got '%s'", (double)(lo), (double)(hi), v); \
-        a->field = x;                                                                                             \
-    }
+        int t = cli_table_opt("grpo", argc, argv, &i, grpo_num_opts, (int)(sizeof grpo_num_opts / sizeof *grpo_num_opts), a);
+        if (t < 0) return 1;
+        if (t > 0) continue;
         if ((v = cli_opt(argc, argv, &i, "-m", &missing))) a->dir = v;
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing))) a->out_dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--ref", &missing))) a->ref_dir = v;
@@ -93,26 +99,9 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
             if (!d) return cli_usage_error("grpo", "out of memory");
             a->tasks = d;
             a->tasks[a->n_tasks++] = v;
-        }
-        else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) { if (!cli_apply_threads("grpo", v)) return 1; }
-        INT_OPT("--steps", 1, 100000000, steps)
-        INT_OPT("--group", 2, 1024, group)
-        INT_OPT("--prompts-per-step", 1, 4096, prompts)
-        INT_OPT("--iterations", 1, 64, iterations)
-        INT_OPT("--max-new", 1, 1 << 20, max_new)
-        INT_OPT("--micro-batch", 1, 4096, micro)
-        INT_OPT("--seed", 0, 2147483647, seed)
-        INT_OPT("--save-every", 0, 100000000, save_every)
-        INT_OPT("--warmup", 0, 100000000, warmup)
-        FLT_OPT("--epsilon", 0, 10, eps)
-        FLT_OPT("--epsilon-high", 0, 10, eps_high)
-        FLT_OPT("--beta", 0, 100, beta)
-        FLT_OPT("--lr", 1e-12, 10, lr)
-        FLT_OPT("--weight-decay", 0, 10, wd)
-        FLT_OPT("--clip", 0, 1e9, clip)
-        FLT_OPT("--reward-accuracy", -100, 100, w_acc)
-        FLT_OPT("--reward-format", -100, 100, w_fmt)
-        else if ((v = cli_opt(argc, argv, &i, "--loss", &missing))) {
+        } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
+            if (!cli_apply_threads("grpo", v)) return 1;
+        } else if ((v = cli_opt(argc, argv, &i, "--loss", &missing))) {
             if (!strcmp(v, "token")) a->agg = GRPO_AGG_TOKEN;
             else if (!strcmp(v, "seq")) a->agg = GRPO_AGG_SEQ;
             else if (!strcmp(v, "dr")) a->agg = GRPO_AGG_DR;
@@ -130,8 +119,6 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
             }
         }
         if (missing) return cli_usage_error("grpo", "%s needs a value", argv[i]);
-#undef INT_OPT
-#undef FLT_OPT
     }
     if (!a->dir) return cli_usage_error("grpo", "-m DIR is required");
     if (!a->out_dir) return cli_usage_error("grpo", "-o OUT_DIR is required");

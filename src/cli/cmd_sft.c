@@ -3,6 +3,7 @@
 // with the model's chat template plus the final assistant reply, and the loss covers the reply
 // tokens only (and its EOS). Used for the R1 recipe's cold start on step-by-step traces.
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,20 @@ typedef struct {
     ds_dtype save_dtype;
 } sft_args;
 
+#define SFT_INT(name, lo, hi, field) {name, 0, lo, hi, offsetof(sft_args, field)}
+#define SFT_FLT(name, lo, hi, field) {name, 1, lo, hi, offsetof(sft_args, field)}
+static const cli_num_opt sft_num_opts[] = {
+    SFT_INT("--epochs", 1, 100000, epochs),       SFT_INT("--steps", 1, 100000000, steps),
+    SFT_INT("--batch", 1, 1 << 20, batch),        SFT_INT("--micro-batch", 1, 4096, micro),
+    SFT_INT("--max-len", 2, 1 << 20, max_len),    SFT_INT("--warmup", 0, 100000000, warmup),
+    SFT_INT("--val-every", 0, 100000000, val_every), SFT_INT("--save-every", 0, 100000000, save_every),
+    SFT_INT("--seed", 0, 2147483647, seed),       SFT_FLT("--lr", 1e-12, 10, lr),
+    SFT_FLT("--min-lr", 0, 10, min_lr),           SFT_FLT("--weight-decay", 0, 10, wd),
+    SFT_FLT("--clip", 0, 1e9, clip),              SFT_FLT("--mtp-weight", 0, 100, mtp),
+    SFT_FLT("--balance-alpha", 0, 100, alpha),    SFT_FLT("--bias-gamma", 0, 10, gamma),
+    SFT_FLT("--val-frac", 0, 0.5, val_frac),
+};
+
 static int sft_parse(int argc, char **argv, sft_args *a) {
     *a = (sft_args){.epochs = 1, .batch = 32, .micro = 16, .max_len = 512, .warmup = -1, .sched = LR_COSINE,
                     .val_every = 50, .seed = 1, .lr = 1e-3, .min_lr = -1, .wd = 0.1, .clip = 1.0, .mtp = 0.3,
@@ -56,19 +71,10 @@ static int sft_parse(int argc, char **argv, sft_args *a) {
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         const char *v;
-        long n;
-        double x;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { sft_usage(stdout); return 0; }
-#define INT_OPT(name, lo, hi, field)                                                                              \
-    else if ((v = cli_opt(argc, argv, &i, name, &missing))) {                                                     \
-        if (!cli_parse_int(v, lo, hi, &n)) return cli_usage_error("sft", name " expects an integer in [%ld, %ld], got '%s'", (long)(lo), (long)(hi), v); \
-        a->field = (int)n;                                                                                        \
-    }
-#define FLT_OPT(name, lo, hi, field)                                                                              \
-    else if ((v = cli_opt(argc, argv, &i, name, &missing))) {                                                     \
-        if (!cli_parse_float(v, lo, hi, &x)) return cli_usage_error("sft", name " expects a number in [%g, %g], got '%s'", (double)(lo), (double)(hi), v); \
-        a->field = x;                                                                                             \
-    }
+        int t = cli_table_opt("sft", argc, argv, &i, sft_num_opts, (int)(sizeof sft_num_opts / sizeof *sft_num_opts), a);
+        if (t < 0) return 1;
+        if (t > 0) continue;
         if ((v = cli_opt(argc, argv, &i, "-m", &missing))) a->in_dir = v;
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing))) a->out_dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--data", &missing))) {
@@ -76,26 +82,9 @@ static int sft_parse(int argc, char **argv, sft_args *a) {
             if (!d) return cli_usage_error("sft", "out of memory");
             a->data = d;
             a->data[a->n_data++] = v;
-        }
-        else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) { if (!cli_apply_threads("sft", v)) return 1; }
-        INT_OPT("--epochs", 1, 100000, epochs)
-        INT_OPT("--steps", 1, 100000000, steps)
-        INT_OPT("--batch", 1, 1 << 20, batch)
-        INT_OPT("--micro-batch", 1, 4096, micro)
-        INT_OPT("--max-len", 2, 1 << 20, max_len)
-        INT_OPT("--warmup", 0, 100000000, warmup)
-        INT_OPT("--val-every", 0, 100000000, val_every)
-        INT_OPT("--save-every", 0, 100000000, save_every)
-        INT_OPT("--seed", 0, 2147483647, seed)
-        FLT_OPT("--lr", 1e-12, 10, lr)
-        FLT_OPT("--min-lr", 0, 10, min_lr)
-        FLT_OPT("--weight-decay", 0, 10, wd)
-        FLT_OPT("--clip", 0, 1e9, clip)
-        FLT_OPT("--mtp-weight", 0, 100, mtp)
-        FLT_OPT("--balance-alpha", 0, 100, alpha)
-        FLT_OPT("--bias-gamma", 0, 10, gamma)
-        FLT_OPT("--val-frac", 0, 0.5, val_frac)
-        else if ((v = cli_opt(argc, argv, &i, "--schedule", &missing))) {
+        } else if ((v = cli_opt(argc, argv, &i, "-t", &missing))) {
+            if (!cli_apply_threads("sft", v)) return 1;
+        } else if ((v = cli_opt(argc, argv, &i, "--schedule", &missing))) {
             if (!strcmp(v, "cosine")) a->sched = LR_COSINE;
             else if (!strcmp(v, "constant")) a->sched = LR_CONSTANT;
             else return cli_usage_error("sft", "--schedule must be cosine or constant, got '%s'", v);
@@ -106,8 +95,6 @@ static int sft_parse(int argc, char **argv, sft_args *a) {
         } else if (missing) return cli_usage_error("sft", "%s needs a value", argv[i]);
         else return cli_usage_error("sft", "unknown option '%s'", argv[i]);
         if (missing) return cli_usage_error("sft", "%s needs a value", argv[i]);
-#undef INT_OPT
-#undef FLT_OPT
     }
     if (!a->in_dir) return cli_usage_error("sft", "-m DIR is required");
     if (!a->out_dir) return cli_usage_error("sft", "-o OUT_DIR is required");
@@ -157,6 +144,26 @@ static int cmp_len_desc(const void *x, const void *y, void *lens) {
     const int *l = lens;
     int a = *(const int *)x, b = *(const int *)y;
     return l[b] != l[a] ? l[b] - l[a] : a - b;
+}
+
+// Length bucketing: within chunks of 32 batches of the shuffled order, examples are sorted by
+// length so that a batch (and its micro-batches) pads little, then whole batches are shuffled
+// so that the step order does not run from long to short.
+static void sft_bucket(int *order, int n, int batch, int *len, ds_rng *rng) {
+    int chunk = batch * 32;
+    for (int c0 = 0; c0 < n; c0 += chunk) {
+        int m = n - c0 < chunk ? n - c0 : chunk, nb = m / batch;
+        int *o = order + c0;
+        qsort_r(o, (size_t)m, sizeof(int), cmp_len_desc, len);
+        for (int i = nb - 1; i > 0; i--) {
+            int j = (int)(ds_rng_u32(rng) % (uint32_t)(i + 1));
+            for (int k = 0; k < batch; k++) {
+                int t = o[i * batch + k];
+                o[i * batch + k] = o[j * batch + k];
+                o[j * batch + k] = t;
+            }
+        }
+    }
 }
 
 static double sft_validate(sft_run *r) {
@@ -250,7 +257,7 @@ static ds_status sft_main(sft_run *r, ds_error *err) {
             (double)train_model_bytes(r->tm) / (1 << 20));
     int *batch = malloc(sizeof(int) * (size_t)a->batch);
     if (!batch) return ds_error_set(err, DS_ERR_OOM, "out of memory");
-    int tty = isatty(2), step = 0, cursor = 0, epoch = 0;
+    int tty = isatty(2), step = 0, cursor = r->n_train, epoch = 0;
     double t_start = cli_now();
     while (step < steps && !cli_interrupted) {
         double t0 = cli_now();
@@ -265,6 +272,7 @@ static ds_status sft_main(sft_run *r, ds_error *err) {
                     r->order[i] = r->order[j];
                     r->order[j] = t;
                 }
+                sft_bucket(r->order, r->n_train, a->batch, r->data.len, &rng);
             }
             batch[S++] = r->order[cursor++];
             if (r->n_train < a->batch && cursor == r->n_train) break;

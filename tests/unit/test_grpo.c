@@ -17,6 +17,7 @@
 #include "rl/grpo.h"
 #include "train/params.h"
 #include "train/train_model.h"
+#include "test_fd.h"
 #include "test_util.h"
 
 static void test_advantages_hand(void **state) {
@@ -115,6 +116,17 @@ static double objective(train_model *tm, const int32_t *inp, const int32_t *tgt,
     return sum;
 }
 
+typedef struct {
+    train_model *tm;
+    const int32_t *inp, *tgt;
+    obj_ctx *c;
+} fd_obj_ctx;
+
+static double fd_objective(void *vctx) {
+    fd_obj_ctx *f = vctx;
+    return objective(f->tm, f->inp, f->tgt, f->c);
+}
+
 static void setup_model(param_store *ps, train_model **tm) {
     ds_config c;
     ds_error err;
@@ -183,28 +195,8 @@ static void test_objective_gradient_fd(void **state) {
     const char *names[] = {"model.embed_tokens.weight", "model.layers.0.self_attn.q_a_proj.weight",
                            "model.layers.1.self_attn.kv_b_proj.weight", "model.layers.2.mlp.shared_experts.up_proj.weight",
                            "model.layers.3.self_attn.o_proj.weight", "model.norm.weight", "lm_head.weight"};
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-        int i = params_find(&ps, names[k]);
-        assert_true(i >= 0);
-        int64_t m = ckpt_tensor_numel(&ps.list.t[i]);
-        float *p = params_data(&ps, i);
-        const float *gi = g + ps.offset[i];
-        double gn = 0;
-        for (int64_t j = 0; j < m; j++) gn += (double)gi[j] * gi[j];
-        gn = sqrt(gn);
-        assert_true(gn > 0);
-        float *p0 = malloc(sizeof(float) * (size_t)m);
-        memcpy(p0, p, sizeof(float) * (size_t)m);
-        double h = 2e-3;
-        for (int64_t j = 0; j < m; j++) p[j] = p0[j] + (float)(h * gi[j] / gn);
-        double lplus = objective(tm, inp, tgt, &c);
-        for (int64_t j = 0; j < m; j++) p[j] = p0[j] - (float)(h * gi[j] / gn);
-        double lminus = objective(tm, inp, tgt, &c);
-        memcpy(p, p0, sizeof(float) * (size_t)m);
-        free(p0);
-        double fd = (lplus - lminus) / (2 * h);
-        if (!(fabs(fd - gn) <= 0.02 * gn)) fail_msg("%s: directional FD %.6g vs |grad| %.6g", names[k], fd, gn);
-    }
+    fd_obj_ctx fc = {tm, inp, tgt, &c};
+    fd_check_tensors(&ps, g, names, (int)(sizeof names / sizeof *names), 2e-3, 0.02, fd_objective, &fc);
     free(g);
     train_model_free(tm);
     params_free(&ps);

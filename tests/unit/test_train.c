@@ -19,6 +19,7 @@
 #include "train/params.h"
 #include "train/train_model.h"
 #include "train/trainer.h"
+#include "test_fd.h"
 #include "test_util.h"
 
 // "loss" etc. from the fixture's safetensors __metadata__ (strings).
@@ -115,6 +116,18 @@ static void test_grads_tiny_noq_full(void **state) { (void)state; check_preset("
 // The router weight is left out: a step that large flips routing decisions, a jump the
 // gradient rightly ignores (its gradient is pinned by the autograd fixtures above and by
 // moe_gate_backward's finite differences in test_backward).
+typedef struct {
+    train_model *tm;
+    param_store *ps;
+    const int *ids;
+    int n;
+} fd_seq_ctx;
+
+static double fd_seq_loss(void *vctx) {
+    fd_seq_ctx *c = vctx;
+    return seq_loss(c->tm, c->ps, c->ids, c->n, 0.3f, 0.01f, 0).loss;
+}
+
 static void test_finite_differences_full_model(void **state) {
     (void)state;
     int ids[64];
@@ -135,29 +148,8 @@ static void test_finite_differences_full_model(void **state) {
                            "model.layers.3.input_layernorm.weight", "model.norm.weight", "lm_head.weight",
                            "model.layers.4.eh_proj.weight", "model.layers.4.hnorm.weight",
                            "model.layers.4.self_attn.o_proj.weight"};
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-        int i = params_find(&ps, names[k]);
-        assert_true(i >= 0);
-        int64_t m = ckpt_tensor_numel(&ps.list.t[i]);
-        float *p = params_data(&ps, i);
-        const float *gi = g + ps.offset[i];
-        double gn = 0;
-        for (int64_t j = 0; j < m; j++) gn += (double)gi[j] * gi[j];
-        gn = sqrt(gn);
-        assert_true(gn > 0);
-        // step of norm h along u = g / |g|: dL/dh = |g|
-        double h = 2e-3, lp, lm;
-        float *p0 = malloc(sizeof(float) * (size_t)m);
-        memcpy(p0, p, sizeof(float) * (size_t)m);
-        for (int64_t j = 0; j < m; j++) p[j] = p0[j] + (float)(h * gi[j] / gn);
-        lp = seq_loss(tm, &ps, ids, n, 0.3f, 0.01f, 0).loss;
-        for (int64_t j = 0; j < m; j++) p[j] = p0[j] - (float)(h * gi[j] / gn);
-        lm = seq_loss(tm, &ps, ids, n, 0.3f, 0.01f, 0).loss;
-        memcpy(p, p0, sizeof(float) * (size_t)m);
-        free(p0);
-        double fd = (lp - lm) / (2 * h);
-        if (!(fabs(fd - gn) <= 0.02 * gn)) fail_msg("%s: directional FD %.6g vs |grad| %.6g", names[k], fd, gn);
-    }
+    fd_seq_ctx fc = {tm, &ps, ids, n};
+    fd_check_tensors(&ps, g, names, (int)(sizeof names / sizeof *names), 2e-3, 0.02, fd_seq_loss, &fc);
     free(g);
     train_model_free(tm);
     params_free(&ps);
