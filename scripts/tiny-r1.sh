@@ -22,8 +22,8 @@ stamp() { echo "== tiny-r1: $* ($(( $(date +%s) - t0 )) s)"; }
 if has data; then
   stamp "problems and traces"
   # SFT traces: arithmetic up to 3 digits and countdown with 3 numbers (train split only)
-  "$DS" tasks --task arithmetic --difficulty add:1-3,sub:1-3,mul:1-2x1 --n 30000 --seed 1 --traces -o "$WORK/sft-arith.jsonl"
-  "$DS" tasks --task countdown --difficulty n:3 --n 10000 --seed 2 --traces -o "$WORK/sft-countdown.jsonl"
+  "$DS" tasks --task arithmetic --difficulty add:1-3,sub:1-3,mul:1-2x1 --n 24000 --seed 1 --traces -o "$WORK/sft-arith.jsonl"
+  "$DS" tasks --task countdown --difficulty n:3 --n 8000 --seed 2 --traces -o "$WORK/sft-countdown.jsonl"
   # GRPO prompts (train split): 4-digit addition and subtraction, beyond what SFT saw, plus the
   # SFT difficulties so that they are not forgotten
   "$DS" tasks --task arithmetic --difficulty add:4,sub:4 --n 6000 --seed 3 -o "$WORK/grpo-arith-4.jsonl"
@@ -40,7 +40,7 @@ fi
 if has sft; then
   stamp "SFT (cold start on traces)"
   "$DS" sft -m "$WORK/init" --data "$WORK/sft-arith.jsonl" --data "$WORK/sft-countdown.jsonl" -o "$MODELS/tiny-r1-sft" \
-    --epochs 2 --batch 64 --micro-batch 32 --lr 2e-3 --warmup 50 --seed 1 --val-every 100 --save-dtype bf16 -t "$THREADS"
+    --epochs 1 --batch 64 --micro-batch 32 --lr 2e-3 --warmup 30 --seed 1 --val-every 100 --save-every 100 --save-dtype bf16 -t "$THREADS"
   cp "$MODELS/tiny-r1-sft/metrics.jsonl" "$WORK/sft-metrics.jsonl"
 fi
 
