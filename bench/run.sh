@@ -3,7 +3,7 @@
 # quantized at load to q8 / q4, with 1 and 2 threads, next to the measured memory bandwidth (decode roofline); training tokens/s
 # and MFU of the ~5M and ~100M presets next to the same step in PyTorch; tokenizer
 # throughput next to transformers.js; the race with llama.cpp on the same GGUF files. Not a
-# test. BENCH=infer|train|race|tok runs one part.
+# test. BENCH=infer|train|race|serve|tok runs one part.
 set -eu
 BUILD=${1:-build}
 DS=$BUILD/deepseek
@@ -77,6 +77,16 @@ print("race %s %-5s %d thr: ours pp512 %7.1f tg128 %6.1f (%.0f%% of bandwidth ro
       done
     done
   done
+fi
+
+# Serving: `deepseek serve` on bench-100m (bf16, byte tokenizer) with 16 slots; 16 requests run
+# one after another (the sequential baseline), then 4 and 16 at a time sharing every forward
+# step: aggregate generation tokens/s and time-to-first-token percentiles.
+if [ "$PART" = all ] || [ "$PART" = serve ]; then
+  src=$MODELS/bench-100m-bf16-tok
+  [ -f "$src/model.safetensors.index.json" ] ||
+    "$DS" init --preset bench-100m --dtype bf16 --byte-tokenizer --vocab 32768 -o "$src" --seed 1
+  node bench/serve_bench.mjs "$DS" "$src" 2
 fi
 
 # Tokenizer encode throughput (one thread) on ~20 MB of mixed text, ours next to

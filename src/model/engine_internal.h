@@ -1,5 +1,6 @@
 // Engine internals shared by engine.c (planning, top level), mla.c and moe.c.
 #pragma once
+#include "kernels/kernels.h"
 #include "model/engine.h"
 
 // Tokens of one sequence within the current batch.
@@ -69,4 +70,10 @@ void ffn_forward(ds_engine *e, const ds_block *b, int n);
 
 static inline float *eng_cache_row(const ds_engine *e, int layer, int seq, int pos) {
     return e->cache + (((int64_t)layer * e->lim.max_seqs + seq) * e->lim.max_ctx + pos) * e->lat_dim;
+}
+
+// Every matmul of the forward pass that sees tokens of several sequences goes through here.
+static inline void eng_matmul(const ds_engine *e, float *out, const float *inp, const ds_tensor *w, int n) {
+    if (e->lim.row_exact) matmul_forward_rowwise(out, inp, w, n, e->gemm_work);
+    else matmul_forward(out, inp, w, n, e->gemm_work);
 }

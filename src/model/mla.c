@@ -18,13 +18,13 @@ static void mla_project(ds_engine *e, const ds_block *b, int layer, const ds_bat
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dc = c->kv_lora_rank;
     int dqk = dn + dr;
     if (c->q_lora_rank > 0) {
-        matmul_forward(e->qa, e->xn, &b->q_a, N, e->gemm_work);
+        eng_matmul(e, e->qa, e->xn, &b->q_a, N);
         rmsnorm_forward(e->qa, e->qa, b->q_a_norm, N, c->q_lora_rank, c->q_lora_rank, c->rms_norm_eps);
-        matmul_forward(e->q, e->qa, &b->q_b, N, e->gemm_work);
+        eng_matmul(e, e->q, e->qa, &b->q_b, N);
     } else {
-        matmul_forward(e->q, e->xn, &b->q, N, e->gemm_work);
+        eng_matmul(e, e->q, e->xn, &b->q, N);
     }
-    matmul_forward(e->kva, e->xn, &b->kv_a, N, e->gemm_work);
+    eng_matmul(e, e->kva, e->xn, &b->kv_a, N);
     // Only the latent part is normalised; k_pe is rotated, never normalised.
     rmsnorm_forward(e->kva, e->kva, b->kv_a_norm, N, dc, e->lat_dim, c->rms_norm_eps);
     #pragma omp parallel for schedule(static)
@@ -96,6 +96,7 @@ static void mla_attend_group(ds_engine *e, const ds_block *b, int layer, const d
     if (naive) {
         for (int j = 0; j < ctx; j++)
             memcpy(e->lat_rows + (int64_t)j * dc, eng_cache_row(e, layer, g->seq, j), (size_t)dc * sizeof(float));
+        // One sequence's own rows only, so the GEMM is exact-safe: it never mixes requests.
         matmul_forward(e->kv_full, e->lat_rows, &b->kv_b, ctx, e->gemm_work);
     }
     int pairs = g->n * H;
@@ -113,5 +114,5 @@ static void mla_attend_group(ds_engine *e, const ds_block *b, int layer, const d
 void mla_forward(ds_engine *e, const ds_block *b, int layer, const ds_batch *batch) {
     mla_project(e, b, layer, batch);
     for (int g = 0; g < e->n_groups; g++) mla_attend_group(e, b, layer, batch, &e->groups[g]);
-    matmul_forward(e->out, e->att, &b->o, batch->n, e->gemm_work);
+    eng_matmul(e, e->out, e->att, &b->o, batch->n);
 }

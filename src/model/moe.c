@@ -9,10 +9,10 @@
 static void mlp_forward(ds_engine *e, float *out, const float *x, int n,
                         const ds_tensor *gate, const ds_tensor *up, const ds_tensor *down) {
     int64_t width = gate->shape[0];
-    matmul_forward(e->ffn_g, x, gate, n, e->gemm_work);
-    matmul_forward(e->ffn_u, x, up, n, e->gemm_work);
+    eng_matmul(e, e->ffn_g, x, gate, n);
+    eng_matmul(e, e->ffn_u, x, up, n);
     swiglu_forward(e->ffn_g, e->ffn_g, e->ffn_u, (int64_t)n * width);
-    matmul_forward(out, e->ffn_g, down, n, e->gemm_work);
+    eng_matmul(e, out, e->ffn_g, down, n);
 }
 
 // Index of the largest value among `n` (skipping -inf/excluded), lowest index on ties.
@@ -93,7 +93,7 @@ static void moe_forward(ds_engine *e, const ds_block *b, int n) {
     int64_t D = c->hidden_size;
     int E = c->n_routed_experts, K = c->num_experts_per_tok;
     ds_tensor router = {.dtype = DS_F32, .ndim = 2, .shape = {E, D}, .data = b->router};
-    matmul_forward(e->router, e->xn, &router, n, e->gemm_work);
+    eng_matmul(e, e->router, e->xn, &router, n);
     // Per-token routing scratch lives in ffn_u (free until the experts run): 2E floats/token.
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
