@@ -259,8 +259,7 @@ static void task_draw_arith(ds_rng *r, const task_spec *s, task_problem *p, char
     else snprintf(label, (size_t)size, "%s-%d", it->op == '+' ? "add" : "sub", da);
 }
 
-static char *task_arith_answer(const task_problem *p) {
-    char buf[48];
+char *task_arith_answer_str(const task_problem *p, char buf[48]) {
     if (p->op == '+') task_u128_str((unsigned __int128)p->a + p->b, buf);
     else if (p->op == '*') task_u128_str((unsigned __int128)p->a * p->b, buf);
     else if (p->a >= p->b) task_u128_str(p->a - p->b, buf);
@@ -268,7 +267,12 @@ static char *task_arith_answer(const task_problem *p) {
         buf[0] = '-';
         task_u128_str(p->b - p->a, buf + 1);
     }
-    return strdup(buf);
+    return buf;
+}
+
+static char *task_arith_answer(const task_problem *p) {
+    char buf[48];
+    return strdup(task_arith_answer_str(p, buf));
 }
 
 static char *task_cd_prompt(const task_problem *p) {

@@ -21,3 +21,5 @@ uint32_t task_rng_below(ds_rng *r, uint32_t n);
 
 // The decimal digits of v into buf (at least 41 bytes for a 128-bit value); returns buf.
 char *task_u128_str(unsigned __int128 v, char *buf);
+// The exact result of an arithmetic problem with known operands (op != 0) into buf; returns buf.
+char *task_arith_answer_str(const task_problem *p, char buf[48]);

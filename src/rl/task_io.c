@@ -125,13 +125,7 @@ static ds_status task_read_arith(const cJSON *o, task_problem *p, const char *pa
     if (!p->answer) return ds_error_set(err, DS_ERR_OOM, "%s:%d: out of memory", path, line);
     if (task_parse_arith_prompt(p->prompt, p)) {
         // A wrong hand-written answer would teach and reward the wrong thing: refuse it.
-        if (p->op == '+') task_u128_str((unsigned __int128)p->a + p->b, buf);
-        else if (p->op == '*') task_u128_str((unsigned __int128)p->a * p->b, buf);
-        else if (p->a >= p->b) task_u128_str(p->a - p->b, buf);
-        else {
-            buf[0] = '-';
-            task_u128_str(p->b - p->a, buf + 1);
-        }
+        task_arith_answer_str(p, buf);
         if (strcmp(buf, p->answer) != 0)
             return ds_error_set(err, DS_ERR_FORMAT, "%s:%d: key 'answer': %s, but the prompt's %llu %c %llu is %s", path,
                                 line, p->answer, (unsigned long long)p->a, p->op, (unsigned long long)p->b, buf);
