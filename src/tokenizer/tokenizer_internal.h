@@ -86,6 +86,9 @@ void bpe_model_free(bpe_model *m);
 // Parses a JSON file; errors name the file and the byte where parsing stopped.
 struct cJSON;
 ds_status tok_json_parse_file(const char *path, struct cJSON **out, ds_error *err);
+// The tokenizer_config.json we write for our own tokenizers (LlamaTokenizerFast, BOS added,
+// pad = EOS, no decode cleanup); callers add what else they need (chat_template).
+struct cJSON *tokenizer_config_json(const char *bos, const char *eos);
 
 // GPT-2 bytes_to_unicode: printable bytes map to themselves, the rest to U+0100.. in order.
 int bytelevel_char_of_byte(int b);

@@ -828,18 +828,8 @@ static cJSON *tokenizer_json(const bpe_trainer *t, const cJSON *pre) {
 }
 
 static cJSON *config_json(void) {
-    const char *bos = ADDED[ADDED_BOS].content, *eos = ADDED[ADDED_EOS].content;
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddBoolToObject(c, "add_bos_token", 1);
-    cJSON_AddBoolToObject(c, "add_eos_token", 0);
-    cJSON_AddStringToObject(c, "bos_token", bos);
-    cJSON_AddStringToObject(c, "eos_token", eos);
-    cJSON_AddStringToObject(c, "pad_token", eos);
-    // transformers' default cleanup would glue " ?" and " ." back onto words in decode.
-    cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", 0);
+    cJSON *c = tokenizer_config_json(ADDED[ADDED_BOS].content, ADDED[ADDED_EOS].content);
     cJSON_AddBoolToObject(c, "legacy", 1);
-    cJSON_AddNumberToObject(c, "model_max_length", 16384);
-    cJSON_AddStringToObject(c, "tokenizer_class", "LlamaTokenizerFast");
     cJSON_AddStringToObject(c, "chat_template", R1_CHAT_TEMPLATE);
     return c;
 }

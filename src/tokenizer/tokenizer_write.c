@@ -19,6 +19,20 @@ static ds_status write_json(const char *dir, const char *name, cJSON *j, ds_erro
     return st;
 }
 
+cJSON *tokenizer_config_json(const char *bos, const char *eos) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddBoolToObject(c, "add_bos_token", 1);
+    cJSON_AddBoolToObject(c, "add_eos_token", 0);
+    cJSON_AddStringToObject(c, "bos_token", bos);
+    cJSON_AddStringToObject(c, "eos_token", eos);
+    cJSON_AddStringToObject(c, "pad_token", eos);
+    // transformers' default cleanup would glue " ?" and " ." back onto words in decode.
+    cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", 0);
+    cJSON_AddNumberToObject(c, "model_max_length", 16384);
+    cJSON_AddStringToObject(c, "tokenizer_class", "LlamaTokenizerFast");
+    return c;
+}
+
 static cJSON *added_token(int id, const char *content) {
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "id", id);
@@ -74,15 +88,7 @@ ds_status tokenizer_write_bytelevel(const char *dir, ds_error *err) {
     cJSON_Delete(j);
     if (st) return st;
 
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddBoolToObject(c, "add_bos_token", 1);
-    cJSON_AddBoolToObject(c, "add_eos_token", 0);
-    cJSON_AddStringToObject(c, "bos_token", bos);
-    cJSON_AddStringToObject(c, "eos_token", eos);
-    cJSON_AddStringToObject(c, "pad_token", eos);
-    cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", 0);
-    cJSON_AddNumberToObject(c, "model_max_length", 16384);
-    cJSON_AddStringToObject(c, "tokenizer_class", "LlamaTokenizerFast");
+    cJSON *c = tokenizer_config_json(bos, eos);
     st = write_json(dir, "tokenizer_config.json", c, err);
     cJSON_Delete(c);
     return st;
