@@ -100,12 +100,17 @@ static void make_batch(int32_t *inp, int32_t *tgt, int V) {
         }
 }
 
-// sum_t n_t l_t from a forward-only pass (double).
-static double objective(train_model *tm, const int32_t *inp, const int32_t *tgt, obj_ctx *c) {
-    float lp[B * T];
+// log p(target) of every position from a forward-only pass.
+static void eval_logp(train_model *tm, const int32_t *inp, const int32_t *tgt, float *lp) {
     train_loss_weights w = {.logp = lp};
     train_loss L = {0};
     train_model_eval(tm, inp, tgt, B, T, &w, &L);
+}
+
+// sum_t n_t l_t from a forward-only pass (double).
+static double objective(train_model *tm, const int32_t *inp, const int32_t *tgt, obj_ctx *c) {
+    float lp[B * T];
+    eval_logp(tm, inp, tgt, lp);
     double sum = 0;
     for (int i = 0; i < B * T; i++) {
         if (tgt[i] < 0) continue;
@@ -143,9 +148,8 @@ static void test_kl_zero_when_policy_is_reference(void **state) {
     int32_t inp[B * T], tgt[B * T];
     make_batch(inp, tgt, ps.cfg.vocab_size);
     obj_ctx c = {.gp = {.eps_low = 0.2f, .eps_high = 0.2f, .beta = 0.1f}, .adv = {0, 0}, .norm = {0.05f, 0.05f}};
-    train_loss_weights w0 = {.logp = c.ref};
+    eval_logp(tm, inp, tgt, c.ref); // reference = the policy itself
     train_loss L = {0};
-    train_model_eval(tm, inp, tgt, B, T, &w0, &L);  // reference = the policy itself
     memcpy(c.old, c.ref, sizeof c.ref);
     for (int i = 0; i < B * T; i++) {
         if (tgt[i] < 0) continue;
@@ -173,9 +177,8 @@ static void test_objective_gradient_fd(void **state) {
     make_batch(inp, tgt, ps.cfg.vocab_size);
     obj_ctx c = {.gp = {.eps_low = 0.2f, .eps_high = 0.28f, .beta = 0.3f, .agg = GRPO_AGG_SEQ}, .adv = {1.3f, -0.7f}};
     float lp[B * T];
-    train_loss_weights w0 = {.logp = lp};
+    eval_logp(tm, inp, tgt, lp);
     train_loss L = {0};
-    train_model_eval(tm, inp, tgt, B, T, &w0, &L);
     // old log-probs a fixed offset away: ratios 0.61, 0.90, 1.11, 1.65 (two inside the clip range,
     // two outside, away from the kinks); the reference differs by +-0.2
     const float off[4] = {0.5f, 0.1f, -0.1f, -0.5f};
@@ -212,9 +215,7 @@ static void test_model_view_matches_training_forward(void **state) {
     make_batch(inp, tgt, ps.cfg.vocab_size);
     for (int t = 0; t + 1 < T; t++) tgt[t] = inp[t + 1]; // sequence 0: targets are the next inputs
     float lp[B * T];
-    train_loss_weights w0 = {.logp = lp};
-    train_loss L = {0};
-    train_model_eval(tm, inp, tgt, B, T, &w0, &L);
+    eval_logp(tm, inp, tgt, lp);
     ds_model m;
     ds_error err;
     assert_int_equal(params_model_view(&ps, &m, &err), DS_OK);
