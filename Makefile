@@ -17,7 +17,7 @@ else
 endif
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DS := $(BUILD)/deepseek
-RUN_MODEL := $(BUILD)/models/tiny
+RUN_MODEL := models/tiny-r1
 
 .PHONY: all build deps test-deps run test bench tiny-r1 clean
 all: build
@@ -32,12 +32,12 @@ build:
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Until the tokenizer and the shipped model exist, the main job makes a small
-# random-weight model and generates token ids from it: the whole load/forward/sample path.
+# The main job: the shipped reasoning model (models/tiny-r1, made by `make tiny-r1`) works
+# through a 4-digit addition (longer than any in its SFT data; GRPO taught it those) and
+# streams its reasoning and boxed answer.
+RUN_PROMPT ?= What is 4738 + 925?
 run: deps build
-	@test -f $(RUN_MODEL)/config.json || $(DS) init --preset tiny -o $(RUN_MODEL) --seed 1
-	$(DS) info -m $(RUN_MODEL)
-	$(DS) generate -m $(RUN_MODEL) --ids 0,17,42 -n 32 --temp 0.8 --top-p 0.95 --seed 7
+	$(DS) run -m $(RUN_MODEL) -p "$(RUN_PROMPT)" --temp 0 -n 400
 
 test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -16,7 +16,7 @@ mkdir -p "$WORK"
 A=$WORK/eval-arith.jsonl C=$WORK/eval-countdown.jsonl
 : >"$A"
 i=0
-for d in add:2 add:3 add:4 add:5 sub:3 sub:4 mul:2x1 mul:3x1; do
+for d in add:3 add:4 add:5 sub:3 sub:4 sub:5 mul:3x1 mul:4x1 mul:5x1; do
   i=$((i + 1))
   "$DS" tasks --task arithmetic --difficulty "$d" --n "$N" --seed $((100 + i)) --split eval -o "$WORK/eval-part.jsonl" 2>/dev/null
   cat "$WORK/eval-part.jsonl" >>"$A"

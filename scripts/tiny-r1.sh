@@ -21,32 +21,35 @@ stamp() { echo "== tiny-r1: $* ($(( $(date +%s) - t0 )) s)"; }
 
 if has data; then
   stamp "problems and traces"
-  # SFT traces: arithmetic up to 3 digits and countdown with 3 numbers (train split only)
-  "$DS" tasks --task arithmetic --difficulty add:1-3,sub:1-3,mul:1-2x1 --n 24000 --seed 1 --traces -o "$WORK/sft-arith.jsonl"
-  "$DS" tasks --task countdown --difficulty n:3 --n 8000 --seed 2 --traces -o "$WORK/sft-countdown.jsonl"
-  # GRPO prompts (train split): 4-digit addition and subtraction, beyond what SFT saw, plus the
-  # SFT difficulties so that they are not forgotten
-  "$DS" tasks --task arithmetic --difficulty add:4,sub:4 --n 6000 --seed 3 -o "$WORK/grpo-arith-4.jsonl"
-  "$DS" tasks --task arithmetic --difficulty add:1-3,sub:1-3,mul:1-2x1 --n 3000 --seed 4 -o "$WORK/grpo-arith-sft.jsonl"
-  "$DS" tasks --task countdown --difficulty n:3 --n 3000 --seed 5 -o "$WORK/grpo-countdown.jsonl"
+  # SFT traces (train split only): addition and subtraction up to 4 digits, multiplication by
+  # one digit up to 3-digit multiplicands (nearly all of that space), countdown with 3 numbers
+  "$DS" tasks --task arithmetic --difficulty add:1-4,sub:1-4 --n 38000 --seed 1 --traces -o "$WORK/sft-addsub.jsonl"
+  "$DS" tasks --task arithmetic --difficulty mul:1-3x1 --n 8500 --seed 2 --traces -o "$WORK/sft-mul.jsonl"
+  "$DS" tasks --task countdown --difficulty n:3 --n 4000 --seed 3 --traces -o "$WORK/sft-countdown.jsonl"
+  # GRPO prompts (train split): difficulties beyond the SFT data (4- and 5-digit
+  # multiplicands, 5-digit addition and subtraction, countdown with 4 numbers), plus the SFT
+  # difficulties so that they are not forgotten
+  "$DS" tasks --task arithmetic --difficulty mul:4-5x1,add:5,sub:5 --n 4000 --seed 4 -o "$WORK/grpo-beyond.jsonl"
+  "$DS" tasks --task arithmetic --difficulty add:2-4,sub:2-4,mul:2-3x1 --n 1500 --seed 5 -o "$WORK/grpo-sft.jsonl"
+  "$DS" tasks --task countdown --difficulty n:3-4 --n 800 --seed 6 -o "$WORK/grpo-countdown.jsonl"
 fi
 
 if has tok; then
   stamp "tokenizer"
-  "$DS" tokenizer-train --data "$WORK/sft-arith.jsonl,$WORK/sft-countdown.jsonl" --vocab 512 -o "$WORK/tokenizer"
+  "$DS" tokenizer-train --data "$WORK/sft-addsub.jsonl,$WORK/sft-mul.jsonl,$WORK/sft-countdown.jsonl" --vocab 512 -o "$WORK/tokenizer"
   "$DS" init --preset tiny-r1 --tokenizer "$WORK/tokenizer" --seed 1 -o "$WORK/init"
 fi
 
 if has sft; then
   stamp "SFT (cold start on traces)"
-  "$DS" sft -m "$WORK/init" --data "$WORK/sft-arith.jsonl" --data "$WORK/sft-countdown.jsonl" -o "$MODELS/tiny-r1-sft" \
-    --epochs 1 --batch 64 --micro-batch 32 --lr 2e-3 --warmup 30 --seed 1 --val-every 100 --save-every 100 --save-dtype bf16 -t "$THREADS"
+  "$DS" sft -m "$WORK/init" --data "$WORK/sft-addsub.jsonl" --data "$WORK/sft-mul.jsonl" --data "$WORK/sft-countdown.jsonl" -o "$MODELS/tiny-r1-sft" \
+    --epochs 1 --batch 32 --micro-batch 16 --lr 3e-3 --warmup 50 --seed 1 --val-every 200 --save-every 400 --save-dtype bf16 -t "$THREADS"
   cp "$MODELS/tiny-r1-sft/metrics.jsonl" "$WORK/sft-metrics.jsonl"
 fi
 
 if has grpo; then
   stamp "GRPO"
-  "$DS" grpo -m "$MODELS/tiny-r1-sft" --tasks "$WORK/grpo-arith-4.jsonl" --tasks "$WORK/grpo-arith-sft.jsonl" \
+  "$DS" grpo -m "$MODELS/tiny-r1-sft" --tasks "$WORK/grpo-beyond.jsonl" --tasks "$WORK/grpo-sft.jsonl" \
     --tasks "$WORK/grpo-countdown.jsonl" -o "$MODELS/tiny-r1" --steps 200 --group 8 --prompts-per-step 16 \
     --lr 2e-4 --beta 0.04 --temp 1.0 --max-new 320 --seed 1 --save-dtype bf16 -t "$THREADS"
   cp "$MODELS/tiny-r1/metrics.jsonl" "$WORK/grpo-metrics.jsonl"

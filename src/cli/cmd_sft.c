@@ -36,6 +36,8 @@ static void sft_usage(FILE *f) {
             "  --balance-alpha X  sequence-wise balance loss (default 1e-4); --bias-gamma X (default 0.01)\n"
             "  --seed N           example order (default 1)\n"
             "  --val-frac X       held-out examples (default 0.02); --val-every N steps (default 50, 0 = never)\n"
+            "  --bucket N         sort by length within chunks of N batches (less padding, but\n"
+            "                     task-homogeneous batches on mixed data; default 0 = off)\n"
             "  --save-every N     checkpoint every N steps (default 0 = only at the end)\n"
             "  --save-dtype D     f32 (default) or bf16\n"
             "  -t THREADS\n");
@@ -45,7 +47,7 @@ typedef struct {
     const char *in_dir, *out_dir;
     const char **data;
     int n_data;
-    int epochs, steps, batch, micro, max_len, warmup, sched, val_every, save_every, seed;
+    int epochs, steps, batch, micro, max_len, warmup, sched, val_every, save_every, seed, bucket;
     double lr, min_lr, wd, clip, mtp, alpha, gamma, val_frac;
     ds_dtype save_dtype;
 } sft_args;
@@ -57,7 +59,8 @@ static const cli_num_opt sft_num_opts[] = {
     SFT_INT("--batch", 1, 1 << 20, batch),        SFT_INT("--micro-batch", 1, 4096, micro),
     SFT_INT("--max-len", 2, 1 << 20, max_len),    SFT_INT("--warmup", 0, 100000000, warmup),
     SFT_INT("--val-every", 0, 100000000, val_every), SFT_INT("--save-every", 0, 100000000, save_every),
-    SFT_INT("--seed", 0, 2147483647, seed),       SFT_FLT("--lr", 1e-12, 10, lr),
+    SFT_INT("--seed", 0, 2147483647, seed),       SFT_INT("--bucket", 0, 1000000, bucket),
+    SFT_FLT("--lr", 1e-12, 10, lr),
     SFT_FLT("--min-lr", 0, 10, min_lr),           SFT_FLT("--weight-decay", 0, 10, wd),
     SFT_FLT("--clip", 0, 1e9, clip),              SFT_FLT("--mtp-weight", 0, 100, mtp),
     SFT_FLT("--balance-alpha", 0, 100, alpha),    SFT_FLT("--bias-gamma", 0, 10, gamma),
@@ -146,11 +149,11 @@ static int cmp_len_desc(const void *x, const void *y, void *lens) {
     return l[b] != l[a] ? l[b] - l[a] : a - b;
 }
 
-// Length bucketing: within chunks of 32 batches of the shuffled order, examples are sorted by
-// length so that a batch (and its micro-batches) pads little, then whole batches are shuffled
-// so that the step order does not run from long to short.
-static void sft_bucket(int *order, int n, int batch, int *len, ds_rng *rng) {
-    int chunk = batch * 32;
+// Length bucketing (--bucket N): within chunks of N batches of the shuffled order, examples are
+// sorted by length so that a batch (and its micro-batches) pads little, then whole batches are
+// shuffled so that the step order does not run from long to short.
+static void sft_bucket(int *order, int n, int batch, int chunks, int *len, ds_rng *rng) {
+    int chunk = batch * chunks;
     for (int c0 = 0; c0 < n; c0 += chunk) {
         int m = n - c0 < chunk ? n - c0 : chunk, nb = m / batch;
         int *o = order + c0;
@@ -272,7 +275,7 @@ static ds_status sft_main(sft_run *r, ds_error *err) {
                     r->order[i] = r->order[j];
                     r->order[j] = t;
                 }
-                sft_bucket(r->order, r->n_train, a->batch, r->data.len, &rng);
+                if (a->bucket > 0) sft_bucket(r->order, r->n_train, a->batch, a->bucket, r->data.len, &rng);
             }
             batch[S++] = r->order[cursor++];
             if (r->n_train < a->batch && cursor == r->n_train) break;

@@ -111,30 +111,32 @@ ds_status task_generate(const task_spec *spec, uint64_t seed, task_split split, 
                         ds_error *err);
 
 // The assistant message of a correct step-by-step solution (malloc'd):
-// "<think>\n" + steps + "\n</think>\n\n\\boxed{ANSWER}". Formats (each line local: computable
-// from the line before and the digits it names):
+// "<think>\n" + steps + "\n</think>\n\n\\boxed{ANSWER}". Every arithmetic step reads only the
+// line above it: the operands lose their last digit per column ("0" once empty) and the
+// result grows on the left, so the same steps work for any number of digits.
 //
-// add (a + b): header, then one line per digit from the right (the shorter operand padded
-// with 0, the carry-in always written), one more line for a final carry, then the digits
-// written, in the order written, and the number they make:
+// add (a + b): per column from the right, the operands left, then the column's sum with the
+// carry-in, the digit written, the carry out and the result so far; one more column
+// "0 + 0" for a final carry:
 //     4738 + 925
-//     8 + 5 + 0 = 13, write 3, carry 1
-//     3 + 2 + 1 = 6, write 6, carry 0
-//     7 + 9 + 0 = 16, write 6, carry 1
-//     4 + 0 + 1 = 5, write 5, carry 0
-//     digits 3 6 6 5 reversed: 5663
-// sub (a - b): header; if a < b the line "925 < 4738, so compute 4738 - 925 and negate" and
-// the operands swap; per digit from the right "8 - 5 - 0 = 3, write 3, borrow 0", or when it
-// goes below 0 "7 - 9 - 0 = -2, add 10: 8, write 8, borrow 1"; then
-// "digits 3 1 8 3 reversed: 3813" (leading zeros of the result dropped: "digits 0 0 1 reversed: 1"),
-// and after a swap "negate: -3813".
-// mul (a * b): header "4738 * 925"; for the k-th digit d of b from the right: a line
-// "4738 * 5", one line per digit of a from the right "8 * 5 + 0 = 40, write 0, carry 4", a
-// final-carry line "0 * 5 + 2 = 2, write 2, carry 0" when the carry is not 0,
-// "digits 0 9 6 3 2 reversed: 23690", then "partial k: 23690" with k-1 zeros appended
-// ("partial 2: 94760"; a zero product stays "partial 2: 0"). With more than one partial, the
-// partials are added left to right in the add format (partial 1 + partial 2, that sum +
-// partial 3, ...); the last sum is the answer.
+//     8 + 5 + 0 = 13, write 3, carry 1, result 3
+//     473 + 92
+//     3 + 2 + 1 = 6, write 6, carry 0, result 63
+//     47 + 9
+//     7 + 9 + 0 = 16, write 6, carry 1, result 663
+//     4 + 0
+//     4 + 0 + 1 = 5, write 5, carry 0, result 5663
+// sub (a - b): if a < b first "925 < 4738, so compute 4738 - 925 and negate" and the operands
+// swap; per column "473 - 92" then "3 - 2 - 0 = 1, write 1, borrow 0, result 13", or when it
+// goes below 0 "7 - 9 - 0 = -2, add 10: 8, write 8, borrow 1, result 813"; leading zeros of
+// the result go with "drop leading zeros: 1"; after a swap "negate: -3813".
+// mul (a * b): for a one-digit b, per column "473 * 5" then "3 * 5 + 4 = 19, write 9,
+// carry 1, result 90", a final column "0 * 5" while the carry is not 0. For a longer b: the
+// header "4738 * 25", for the k-th digit d of b from the right that one-digit product,
+// "partial k: 23690" with k-1 zeros appended ("partial 2: 94760"; a zero product stays
+// "partial 2: 0"), then the partials added left to right in the add format (partial 1 +
+// partial 2, that sum + partial 3, ...), each addition followed by "sum: S"; the last sum is
+// the answer.
 // countdown: "numbers 3 7 25 2, target 51", then a depth-first search that combines two of
 // the numbers left at a time: "25 - 3 = 22, left 22 7 2" (larger operand first; the result,
 // then the untouched numbers in order; only positive integer results; no *1 or /1), a dead

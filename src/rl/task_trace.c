@@ -1,5 +1,9 @@
 // Step-by-step solution traces for the cold-start SFT (formats documented in task.h). The
-// learner is tiny and sees one token per digit, so every line is one local, uniform step.
+// learner is tiny and sees one token per digit. Every step reads only the line above it: the
+// operands shrink by their last digit each column, and the result grows on the left, so the
+// same two attention patterns ("last digit before the operator / before the newline", "copy
+// the line above") do the work for any number of digits, which is what lets a model trained
+// on short numbers carry on to longer ones.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,35 +14,45 @@
 
 enum { TR_NUM = 64 }; // decimal strings: products of two 18-digit numbers have <= 36 digits
 
-// "digits 3 6 6 5 reversed: 5663": w holds the digits in the order written (least
-// significant first); the number, without leading zeros, goes to out.
-static void tr_digits(task_buf *b, const char *w, int k, char *out) {
-    task_buf_put(b, "digits");
-    for (int i = 0; i < k; i++) task_buf_printf(b, " %c", w[i]);
+static int tr_digit(const char *x, int nx, int i) { return i < nx ? x[nx - 1 - i] - '0' : 0; }
+
+// x without its last k digits; "0" once none are left.
+static void tr_put_rest(task_buf *b, const char *x, int nx, int k) {
+    if (k >= nx) task_buf_put(b, "0");
+    else task_buf_printf(b, "%.*s", nx - k, x);
+}
+
+// ", result 663\n": w holds the k digits written so far, least significant first.
+static void tr_put_result(task_buf *b, const char *w, int k) {
+    task_buf_put(b, ", result ");
+    for (int i = k - 1; i >= 0; i--) task_buf_printf(b, "%c", w[i]);
+    task_buf_put(b, "\n");
+}
+
+// The number the digits make (leading zeros dropped, with a line saying so when there were any).
+static void tr_finish(task_buf *b, const char *w, int k, char *out) {
     int top = k - 1;
     while (top > 0 && w[top] == '0') top--;
     for (int i = 0; i <= top; i++) out[i] = w[top - i];
     out[top + 1] = 0;
-    task_buf_printf(b, " reversed: %s\n", out);
+    if (top < k - 1) task_buf_printf(b, "drop leading zeros: %s\n", out);
 }
-
-static int tr_digit(const char *x, int nx, int i) { return i < nx ? x[nx - 1 - i] - '0' : 0; }
 
 static void tr_add(task_buf *b, const char *x, const char *y, char *out) {
     int nx = (int)strlen(x), ny = (int)strlen(y), n = nx > ny ? nx : ny, k = 0, carry = 0;
     char w[TR_NUM];
-    task_buf_printf(b, "%s + %s\n", x, y);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n || carry; i++) {
+        tr_put_rest(b, x, nx, i);
+        task_buf_put(b, " + ");
+        tr_put_rest(b, y, ny, i);
+        task_buf_put(b, "\n");
         int dx = tr_digit(x, nx, i), dy = tr_digit(y, ny, i), s = dx + dy + carry;
-        task_buf_printf(b, "%d + %d + %d = %d, write %d, carry %d\n", dx, dy, carry, s, s % 10, s / 10);
+        task_buf_printf(b, "%d + %d + %d = %d, write %d, carry %d", dx, dy, carry, s, s % 10, s / 10);
         w[k++] = (char)('0' + s % 10);
         carry = s / 10;
+        tr_put_result(b, w, k);
     }
-    if (carry) {
-        task_buf_put(b, "0 + 0 + 1 = 1, write 1, carry 0\n");
-        w[k++] = '1';
-    }
-    tr_digits(b, w, k, out);
+    tr_finish(b, w, k, out);
 }
 
 // x - y for x >= y.
@@ -46,39 +60,51 @@ static void tr_sub(task_buf *b, const char *x, const char *y, char *out) {
     int nx = (int)strlen(x), ny = (int)strlen(y), k = 0, borrow = 0;
     char w[TR_NUM];
     for (int i = 0; i < nx; i++) {
+        tr_put_rest(b, x, nx, i);
+        task_buf_put(b, " - ");
+        tr_put_rest(b, y, ny, i);
+        task_buf_put(b, "\n");
         int dx = tr_digit(x, nx, i), dy = tr_digit(y, ny, i), v = dx - dy - borrow;
         if (v >= 0) {
-            task_buf_printf(b, "%d - %d - %d = %d, write %d, borrow 0\n", dx, dy, borrow, v, v);
+            task_buf_printf(b, "%d - %d - %d = %d, write %d, borrow 0", dx, dy, borrow, v, v);
             borrow = 0;
         } else {
-            task_buf_printf(b, "%d - %d - %d = %d, add 10: %d, write %d, borrow 1\n", dx, dy, borrow, v, v + 10, v + 10);
+            task_buf_printf(b, "%d - %d - %d = %d, add 10: %d, write %d, borrow 1", dx, dy, borrow, v, v + 10, v + 10);
             v += 10;
             borrow = 1;
         }
         w[k++] = (char)('0' + v);
+        tr_put_result(b, w, k);
     }
-    tr_digits(b, w, k, out);
+    tr_finish(b, w, k, out);
+}
+
+// x * d for one digit d.
+static void tr_mul_digit(task_buf *b, const char *x, int d, char *out) {
+    int nx = (int)strlen(x), k = 0, carry = 0;
+    char w[TR_NUM];
+    for (int i = 0; i < nx || carry; i++) { // the final carry is at most 8: 9 * 9 + 8 = 89
+        tr_put_rest(b, x, nx, i);
+        task_buf_printf(b, " * %d\n", d);
+        int v = tr_digit(x, nx, i) * d + carry;
+        task_buf_printf(b, "%d * %d + %d = %d, write %d, carry %d", tr_digit(x, nx, i), d, carry, v, v % 10, v / 10);
+        w[k++] = (char)('0' + v % 10);
+        carry = v / 10;
+        tr_put_result(b, w, k);
+    }
+    tr_finish(b, w, k, out);
 }
 
 static void tr_mul(task_buf *b, const char *x, const char *y, char *out) {
-    int nx = (int)strlen(x), ny = (int)strlen(y);
+    int ny = (int)strlen(y);
+    if (ny == 1) {
+        tr_mul_digit(b, x, y[0] - '0', out);
+        return;
+    }
     char part[TASK_MAX_DIGITS][TR_NUM];
     task_buf_printf(b, "%s * %s\n", x, y);
     for (int j = 0; j < ny; j++) {
-        int d = tr_digit(y, ny, j), carry = 0, k = 0;
-        char w[TR_NUM];
-        task_buf_printf(b, "%s * %d\n", x, d);
-        for (int i = 0; i < nx; i++) {
-            int dx = tr_digit(x, nx, i), v = dx * d + carry;
-            task_buf_printf(b, "%d * %d + %d = %d, write %d, carry %d\n", dx, d, carry, v, v % 10, v / 10);
-            w[k++] = (char)('0' + v % 10);
-            carry = v / 10;
-        }
-        if (carry) { // at most 8: 9 * 9 + 8 = 89
-            task_buf_printf(b, "0 * %d + %d = %d, write %d, carry 0\n", d, carry, carry, carry);
-            w[k++] = (char)('0' + carry);
-        }
-        tr_digits(b, w, k, part[j]);
+        tr_mul_digit(b, x, tr_digit(y, ny, j), part[j]);
         if (strcmp(part[j], "0") != 0) { // the shift: k-th partial gets k-1 zeros
             size_t len = strlen(part[j]);
             memset(part[j] + len, '0', (size_t)j);
@@ -90,6 +116,7 @@ static void tr_mul(task_buf *b, const char *x, const char *y, char *out) {
     memcpy(acc, part[0], sizeof acc);
     for (int j = 1; j < ny; j++) {
         tr_add(b, acc, part[j], out);
+        task_buf_printf(b, "sum: %s\n", out); // so that the next addition visibly starts anew
         memcpy(acc, out, sizeof acc);
     }
     memcpy(out, acc, sizeof acc);
@@ -109,16 +136,13 @@ static ds_status tr_arith(const task_problem *p, char **out, ds_error *err) {
     task_buf_put(&b, "<think>\n");
     if (p->op == '+') tr_add(&b, a, bs, res);
     else if (p->op == '*') tr_mul(&b, a, bs, res);
-    else {
-        task_buf_printf(&b, "%s - %s\n", a, bs);
-        if (p->a < p->b) {
-            task_buf_printf(&b, "%s < %s, so compute %s - %s and negate\n", a, bs, bs, a);
-            tr_sub(&b, bs, a, res + 1);
-            res[0] = '-';
-            task_buf_printf(&b, "negate: %s\n", res);
-        } else {
-            tr_sub(&b, a, bs, res);
-        }
+    else if (p->a < p->b) {
+        task_buf_printf(&b, "%s < %s, so compute %s - %s and negate\n", a, bs, bs, a);
+        tr_sub(&b, bs, a, res + 1);
+        res[0] = '-';
+        task_buf_printf(&b, "negate: %s\n", res);
+    } else {
+        tr_sub(&b, a, bs, res);
     }
     task_buf_printf(&b, "</think>\n\n\\boxed{%s}", res);
     ds_status st = DS_OK;

@@ -271,13 +271,41 @@ static void test_countdown_problems(void **state) {
 
 // The local arithmetic of every step line of a trace.
 static void check_lines(const char *trace, task_kind kind) {
-    char *copy = strdup(trace), *save = NULL;
-    int backs = 0, steps = 0;
+    char *copy = strdup(trace), *save = NULL, prev[80] = "", opnd[2][40] = {"", ""};
+    int backs = 0, steps = 0, cont = 0, after_step = 0;
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         int x, y, c, s, w, o, t;
         long long a, b, r;
-        char op;
+        char op, xs[40], ys[40];
         if (kind == TASK_ARITHMETIC) {
+            // "473 + 92" right after a step line: each operand is the one above without its last
+            // digit ("0" once empty; a multiplier stays); "..., result R": R is the digit
+            // written, then the result above (a new operation starts with one digit)
+            const char *res = strstr(l, ", result ");
+            if (res) {
+                const char *wr = strstr(l, "write ");
+                assert_non_null(wr);
+                assert_int_equal(res[9], wr[6]);
+                if (cont) assert_string_equal(res + 10, prev);
+                else assert_int_equal(strlen(res + 9), 1);
+                snprintf(prev, sizeof prev, "%s", res + 9);
+                after_step = 1;
+            } else if (sscanf(l, "%39[0-9] %c %39[0-9]", xs, &op, ys) == 3 && strlen(l) == strlen(xs) + strlen(ys) + 3) {
+                cont = after_step;
+                for (int k = 0; k < 2 && cont; k++) {
+                    char want[40];
+                    size_t n = strlen(opnd[k]);
+                    snprintf(want, sizeof want, "%.*s", (int)(n > 1 ? n - 1 : 0), opnd[k]);
+                    if (n <= 1) snprintf(want, sizeof want, "0");
+                    if (k == 1 && op == '*') snprintf(want, sizeof want, "%s", opnd[1]);
+                    assert_string_equal(k ? ys : xs, want);
+                }
+                snprintf(opnd[0], sizeof opnd[0], "%s", xs);
+                snprintf(opnd[1], sizeof opnd[1], "%s", ys);
+                after_step = 0;
+            } else {
+                cont = after_step = 0;
+            }
             if (sscanf(l, "%d + %d + %d = %d, write %d, carry %d", &x, &y, &c, &s, &w, &o) == 6)
                 assert_true(x + y + c == s && s % 10 == w && s / 10 == o && x <= 9 && y <= 9 && c <= 1);
             else if (sscanf(l, "%d * %d + %d = %d, write %d, carry %d", &x, &y, &c, &s, &w, &o) == 6)
@@ -347,39 +375,53 @@ static void test_trace_examples(void **state) {
     ds_error err;
     task_problem add = {.kind = TASK_ARITHMETIC, .op = '+', .a = 4738, .b = 925, .prompt = "p", .answer = "5663"};
     assert_int_equal(task_trace(&add, &t, &err), DS_OK);
-    assert_string_equal(t, "<think>\n4738 + 925\n8 + 5 + 0 = 13, write 3, carry 1\n3 + 2 + 1 = 6, write 6, carry 0\n"
-                           "7 + 9 + 0 = 16, write 6, carry 1\n4 + 0 + 1 = 5, write 5, carry 0\n"
-                           "digits 3 6 6 5 reversed: 5663\n</think>\n\n\\boxed{5663}");
+    assert_string_equal(t, "<think>\n4738 + 925\n8 + 5 + 0 = 13, write 3, carry 1, result 3\n"
+                           "473 + 92\n3 + 2 + 1 = 6, write 6, carry 0, result 63\n"
+                           "47 + 9\n7 + 9 + 0 = 16, write 6, carry 1, result 663\n"
+                           "4 + 0\n4 + 0 + 1 = 5, write 5, carry 0, result 5663\n</think>\n\n\\boxed{5663}");
     free(t);
     task_problem carry = {.kind = TASK_ARITHMETIC, .op = '+', .a = 95, .b = 7, .prompt = "p", .answer = "102"};
     assert_int_equal(task_trace(&carry, &t, &err), DS_OK);
-    assert_non_null(strstr(t, "9 + 0 + 1 = 10, write 0, carry 1\n0 + 0 + 1 = 1, write 1, carry 0\n"
-                              "digits 2 0 1 reversed: 102\n"));
+    assert_non_null(strstr(t, "9 + 0\n9 + 0 + 1 = 10, write 0, carry 1, result 02\n"
+                              "0 + 0\n0 + 0 + 1 = 1, write 1, carry 0, result 102\n</think>"));
     free(t);
     task_problem sub = {.kind = TASK_ARITHMETIC, .op = '-', .a = 925, .b = 4738, .prompt = "p", .answer = "-3813"};
     assert_int_equal(task_trace(&sub, &t, &err), DS_OK);
-    assert_string_equal(t, "<think>\n925 - 4738\n925 < 4738, so compute 4738 - 925 and negate\n"
-                           "8 - 5 - 0 = 3, write 3, borrow 0\n3 - 2 - 0 = 1, write 1, borrow 0\n"
-                           "7 - 9 - 0 = -2, add 10: 8, write 8, borrow 1\n4 - 0 - 1 = 3, write 3, borrow 0\n"
-                           "digits 3 1 8 3 reversed: 3813\nnegate: -3813\n</think>\n\n\\boxed{-3813}");
+    assert_string_equal(t, "<think>\n925 < 4738, so compute 4738 - 925 and negate\n"
+                           "4738 - 925\n8 - 5 - 0 = 3, write 3, borrow 0, result 3\n"
+                           "473 - 92\n3 - 2 - 0 = 1, write 1, borrow 0, result 13\n"
+                           "47 - 9\n7 - 9 - 0 = -2, add 10: 8, write 8, borrow 1, result 813\n"
+                           "4 - 0\n4 - 0 - 1 = 3, write 3, borrow 0, result 3813\n"
+                           "negate: -3813\n</think>\n\n\\boxed{-3813}");
     free(t);
     task_problem zero = {.kind = TASK_ARITHMETIC, .op = '-', .a = 401, .b = 400, .prompt = "p", .answer = "1"};
     assert_int_equal(task_trace(&zero, &t, &err), DS_OK);
-    assert_non_null(strstr(t, "digits 1 0 0 reversed: 1\n</think>"));
+    assert_non_null(strstr(t, "4 - 4 - 0 = 0, write 0, borrow 0, result 001\ndrop leading zeros: 1\n</think>"));
+    free(t);
+    task_problem mul1 = {.kind = TASK_ARITHMETIC, .op = '*', .a = 83, .b = 2, .prompt = "p", .answer = "166"};
+    assert_int_equal(task_trace(&mul1, &t, &err), DS_OK);
+    assert_string_equal(t, "<think>\n83 * 2\n3 * 2 + 0 = 6, write 6, carry 0, result 6\n"
+                           "8 * 2\n8 * 2 + 0 = 16, write 6, carry 1, result 66\n"
+                           "0 * 2\n0 * 2 + 1 = 1, write 1, carry 0, result 166\n</think>\n\n\\boxed{166}");
     free(t);
     task_problem mul = {.kind = TASK_ARITHMETIC, .op = '*', .a = 4738, .b = 25, .prompt = "p", .answer = "118450"};
     assert_int_equal(task_trace(&mul, &t, &err), DS_OK);
-    assert_string_equal(t, "<think>\n4738 * 25\n4738 * 5\n8 * 5 + 0 = 40, write 0, carry 4\n"
-                           "3 * 5 + 4 = 19, write 9, carry 1\n7 * 5 + 1 = 36, write 6, carry 3\n"
-                           "4 * 5 + 3 = 23, write 3, carry 2\n0 * 5 + 2 = 2, write 2, carry 0\n"
-                           "digits 0 9 6 3 2 reversed: 23690\npartial 1: 23690\n4738 * 2\n"
-                           "8 * 2 + 0 = 16, write 6, carry 1\n3 * 2 + 1 = 7, write 7, carry 0\n"
-                           "7 * 2 + 0 = 14, write 4, carry 1\n4 * 2 + 1 = 9, write 9, carry 0\n"
-                           "digits 6 7 4 9 reversed: 9476\npartial 2: 94760\n23690 + 94760\n"
-                           "0 + 0 + 0 = 0, write 0, carry 0\n9 + 6 + 0 = 15, write 5, carry 1\n"
-                           "6 + 7 + 1 = 14, write 4, carry 1\n3 + 4 + 1 = 8, write 8, carry 0\n"
-                           "2 + 9 + 0 = 11, write 1, carry 1\n0 + 0 + 1 = 1, write 1, carry 0\n"
-                           "digits 0 5 4 8 1 1 reversed: 118450\n</think>\n\n\\boxed{118450}");
+    assert_string_equal(t, "<think>\n4738 * 25\n"
+                           "4738 * 5\n8 * 5 + 0 = 40, write 0, carry 4, result 0\n"
+                           "473 * 5\n3 * 5 + 4 = 19, write 9, carry 1, result 90\n"
+                           "47 * 5\n7 * 5 + 1 = 36, write 6, carry 3, result 690\n"
+                           "4 * 5\n4 * 5 + 3 = 23, write 3, carry 2, result 3690\n"
+                           "0 * 5\n0 * 5 + 2 = 2, write 2, carry 0, result 23690\npartial 1: 23690\n"
+                           "4738 * 2\n8 * 2 + 0 = 16, write 6, carry 1, result 6\n"
+                           "473 * 2\n3 * 2 + 1 = 7, write 7, carry 0, result 76\n"
+                           "47 * 2\n7 * 2 + 0 = 14, write 4, carry 1, result 476\n"
+                           "4 * 2\n4 * 2 + 1 = 9, write 9, carry 0, result 9476\npartial 2: 94760\n"
+                           "23690 + 94760\n0 + 0 + 0 = 0, write 0, carry 0, result 0\n"
+                           "2369 + 9476\n9 + 6 + 0 = 15, write 5, carry 1, result 50\n"
+                           "236 + 947\n6 + 7 + 1 = 14, write 4, carry 1, result 450\n"
+                           "23 + 94\n3 + 4 + 1 = 8, write 8, carry 0, result 8450\n"
+                           "2 + 9\n2 + 9 + 0 = 11, write 1, carry 1, result 18450\n"
+                           "0 + 0\n0 + 0 + 1 = 1, write 1, carry 0, result 118450\nsum: 118450\n</think>\n\n\\boxed{118450}");
     free(t);
     task_problem wrong = add;
     wrong.answer = "5664";
