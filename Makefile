@@ -33,9 +33,8 @@ build:
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # The main job: the shipped reasoning model (models/tiny-r1, made by `make tiny-r1`) works
-# through a 4-digit addition (longer than any in its SFT data; GRPO taught it those) and
-# streams its reasoning and boxed answer.
-RUN_PROMPT ?= What is 4738 + 925?
+# through a 4-digit addition column by column and streams its reasoning and boxed answer.
+RUN_PROMPT ?= What is 4738 + 2925?
 run: deps build
 	$(DS) run -m $(RUN_MODEL) -p "$(RUN_PROMPT)" --temp 0 -n 400
 

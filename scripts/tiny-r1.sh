@@ -26,12 +26,12 @@ if has data; then
   "$DS" tasks --task arithmetic --difficulty add:1-4,sub:1-4 --n 38000 --seed 1 --traces -o "$WORK/sft-addsub.jsonl"
   "$DS" tasks --task arithmetic --difficulty mul:1-3x1 --n 8500 --seed 2 --traces -o "$WORK/sft-mul.jsonl"
   "$DS" tasks --task countdown --difficulty n:3 --n 4000 --seed 3 --traces -o "$WORK/sft-countdown.jsonl"
-  # GRPO prompts (train split): difficulties beyond the SFT data (4- and 5-digit
-  # multiplicands, 5-digit addition and subtraction, countdown with 4 numbers), plus the SFT
-  # difficulties so that they are not forgotten
-  "$DS" tasks --task arithmetic --difficulty mul:4-5x1,add:5,sub:5 --n 4000 --seed 4 -o "$WORK/grpo-beyond.jsonl"
-  "$DS" tasks --task arithmetic --difficulty add:2-4,sub:2-4,mul:2-3x1 --n 1500 --seed 5 -o "$WORK/grpo-sft.jsonl"
-  "$DS" tasks --task countdown --difficulty n:3-4 --n 800 --seed 6 -o "$WORK/grpo-countdown.jsonl"
+  # GRPO prompts (train split): the SFT difficulties where the SFT model is still unsure
+  # (multiplication above all), and difficulties beyond the SFT data (5-digit addition and
+  # subtraction, 4-5-digit multiplicands) and countdown, where it has almost no signal
+  "$DS" tasks --task arithmetic --difficulty mul:2-3x1,sub:3-4,add:3-4 --n 2000 --seed 4 -o "$WORK/grpo-sft.jsonl"
+  "$DS" tasks --task arithmetic --difficulty mul:4-5x1,add:5,sub:5 --n 800 --seed 5 -o "$WORK/grpo-beyond.jsonl"
+  "$DS" tasks --task countdown --difficulty n:3 --n 300 --seed 6 -o "$WORK/grpo-countdown.jsonl"
 fi
 
 if has tok; then
@@ -49,9 +49,9 @@ fi
 
 if has grpo; then
   stamp "GRPO"
-  "$DS" grpo -m "$MODELS/tiny-r1-sft" --tasks "$WORK/grpo-beyond.jsonl" --tasks "$WORK/grpo-sft.jsonl" \
-    --tasks "$WORK/grpo-countdown.jsonl" -o "$MODELS/tiny-r1" --steps 200 --group 8 --prompts-per-step 16 \
-    --lr 2e-4 --beta 0.04 --temp 1.0 --max-new 320 --seed 1 --save-dtype bf16 -t "$THREADS"
+  "$DS" grpo -m "$MODELS/tiny-r1-sft" --tasks "$WORK/grpo-sft.jsonl" --tasks "$WORK/grpo-beyond.jsonl" \
+    --tasks "$WORK/grpo-countdown.jsonl" -o "$MODELS/tiny-r1" --steps 120 --group 8 --prompts-per-step 16 \
+    --lr 3e-4 --beta 0.04 --temp 1.0 --max-new 320 --seed 1 --save-dtype bf16 -t "$THREADS"
   cp "$MODELS/tiny-r1/metrics.jsonl" "$WORK/grpo-metrics.jsonl"
 fi
 

@@ -20,14 +20,14 @@ check() {
   awk -v f="$f" 'BEGIN { exit !(f >= 0.95) }' || fail "$1: format rate $f < 0.95"
 }
 
-"$DS" tasks --task arithmetic --difficulty add:3,sub:3 --n 40 --seed 901 --split eval -o "$TMP/in.jsonl" 2>/dev/null
-"$DS" tasks --task arithmetic --difficulty add:4,sub:4 --n 40 --seed 902 --split eval -o "$TMP/beyond.jsonl" 2>/dev/null
-check "add/sub 3 digits (SFT range)" "$TMP/in.jsonl" 0.80
-check "add/sub 4 digits (GRPO only)" "$TMP/beyond.jsonl" 0.60
+"$DS" tasks --task arithmetic --difficulty add:3-4,sub:3-4 --n 60 --seed 901 --split eval -o "$TMP/addsub.jsonl" 2>/dev/null
+"$DS" tasks --task arithmetic --difficulty mul:3x1 --n 40 --seed 902 --split eval -o "$TMP/mul.jsonl" 2>/dev/null
+check addsub "$TMP/addsub.jsonl" 0.70
+check mul "$TMP/mul.jsonl" 0.45
 
 # the main job of make run: the reasoning is streamed and the boxed answer is right
-"$DS" run -m "$M" -p "What is 4738 + 925?" --temp 0 -n 400 >"$TMP/run.out" 2>"$TMP/err" || fail "run: $(tail -n 1 "$TMP/err")"
-grep -q 'boxed{5663}' "$TMP/run.out" || fail "run: no \\boxed{5663} in: $(cat "$TMP/run.out")"
+"$DS" run -m "$M" -p "What is 4738 + 2925?" --temp 0 -n 400 >"$TMP/run.out" 2>"$TMP/err" || fail "run: $(tail -n 1 "$TMP/err")"
+grep -q 'boxed{7663}' "$TMP/run.out" || fail "run: no \\boxed{7663} in: $(cat "$TMP/run.out")"
 grep -q '</think>' "$TMP/run.out" || fail "run: no reasoning in: $(cat "$TMP/run.out")"
 [ "$fails" -eq 0 ] || exit 1
 echo "PASS"
