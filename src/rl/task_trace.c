@@ -1,9 +1,8 @@
 // Step-by-step solution traces for the cold-start SFT (formats documented in task.h). The
 // learner is tiny and sees one token per digit. Every step reads only the line above it: the
 // operands shrink by their last digit each column, and the result grows on the left, so the
-// same two attention patterns ("last digit before the operator / before the newline", "copy
-// the line above") do the work for any number of digits, which is what lets a model trained
-// on short numbers carry on to longer ones.
+// same steps serve any number of digits. (That does not make tiny-r1 generalise to longer
+// operands than it was trained on: it copies numbers by position; README, tiny-r1 section.)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,14 @@ static int tr_digit(const char *x, int nx, int i) { return i < nx ? x[nx - 1 - i
 static void tr_put_rest(task_buf *b, const char *x, int nx, int k) {
     if (k >= nx) task_buf_put(b, "0");
     else task_buf_printf(b, "%.*s", nx - k, x);
+}
+
+// The operands line of column k: "473 + 92\n".
+static void tr_put_operands(task_buf *b, const char *x, int nx, const char *op, const char *y, int ny, int k) {
+    tr_put_rest(b, x, nx, k);
+    task_buf_put(b, op);
+    tr_put_rest(b, y, ny, k);
+    task_buf_put(b, "\n");
 }
 
 // ", result 663\n": w holds the k digits written so far, least significant first.
@@ -42,10 +49,7 @@ static void tr_add(task_buf *b, const char *x, const char *y, char *out) {
     int nx = (int)strlen(x), ny = (int)strlen(y), n = nx > ny ? nx : ny, k = 0, carry = 0;
     char w[TR_NUM];
     for (int i = 0; i < n || carry; i++) {
-        tr_put_rest(b, x, nx, i);
-        task_buf_put(b, " + ");
-        tr_put_rest(b, y, ny, i);
-        task_buf_put(b, "\n");
+        tr_put_operands(b, x, nx, " + ", y, ny, i);
         int dx = tr_digit(x, nx, i), dy = tr_digit(y, ny, i), s = dx + dy + carry;
         task_buf_printf(b, "%d + %d + %d = %d, write %d, carry %d", dx, dy, carry, s, s % 10, s / 10);
         w[k++] = (char)('0' + s % 10);
@@ -60,10 +64,7 @@ static void tr_sub(task_buf *b, const char *x, const char *y, char *out) {
     int nx = (int)strlen(x), ny = (int)strlen(y), k = 0, borrow = 0;
     char w[TR_NUM];
     for (int i = 0; i < nx; i++) {
-        tr_put_rest(b, x, nx, i);
-        task_buf_put(b, " - ");
-        tr_put_rest(b, y, ny, i);
-        task_buf_put(b, "\n");
+        tr_put_operands(b, x, nx, " - ", y, ny, i);
         int dx = tr_digit(x, nx, i), dy = tr_digit(y, ny, i), v = dx - dy - borrow;
         if (v >= 0) {
             task_buf_printf(b, "%d - %d - %d = %d, write %d, borrow 0", dx, dy, borrow, v, v);
