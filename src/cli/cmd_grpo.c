@@ -48,6 +48,10 @@ static void grpo_usage(FILE *f) {
             "  --temp T             sampling temperature (default 1.0); --top-p P (default 1.0)\n"
             "  --max-new N          tokens per completion (default 256)\n"
             "  --reward-accuracy W  (default 1.0); --reward-format W (default 0.1)\n"
+            "  --filter-groups      drop groups whose completions all got the same reward from the update\n"
+            "                       (DAPO's dynamic sampling: their advantages are 0, so they would only\n"
+            "                       dilute the token mean and cost a backward); raise --prompts-per-step\n"
+            "                       to oversample. A step with no informative group takes no update.\n"
             "  --micro-batch B      sequences per forward/backward (default 16)\n"
             "  --seed S             prompt order and sampling (default 1)\n"
             "  --save-every N       checkpoint every N steps (default 0 = only at the end)\n"
@@ -59,7 +63,7 @@ typedef struct {
     const char *dir, *out_dir, *ref_dir;
     const char **tasks;
     int n_tasks;
-    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup;
+    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter;
     double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt;
     grpo_agg agg;
     sampler_params sp;
@@ -94,6 +98,7 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
         if ((v = cli_opt(argc, argv, &i, "-m", &missing))) a->dir = v;
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing))) a->out_dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--ref", &missing))) a->ref_dir = v;
+        else if (!strcmp(argv[i], "--filter-groups")) a->filter = 1;
         else if ((v = cli_opt(argc, argv, &i, "--tasks", &missing))) {
             const char **d = realloc(a->tasks, sizeof *d * (size_t)(a->n_tasks + 1));
             if (!d) return cli_usage_error("grpo", "out of memory");
@@ -133,7 +138,7 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
 // quantities the loss needs.
 typedef struct {
     int b, T;
-    int first;              // index of its first sequence
+    const int *seq;         // (b) the sampled sequence of each row
     int32_t *inp, *tgt;     // (b, T)
     float *old, *ref;       // (b, T) log-probs of the sampling policy / reference (NULL when unused)
 } grpo_mb;
@@ -150,7 +155,7 @@ typedef struct {
 
 static float grpo_coef(void *vctx, int64_t i, float logp) {
     grpo_coef_ctx *c = vctx;
-    int row = (int)(i / c->mb->T), k = c->mb->first + row;
+    int row = (int)(i / c->mb->T), k = c->mb->seq[row];
     float old = c->uses_old ? c->mb->old[i] : logp;
     float ref = c->mb->ref ? c->mb->ref[i] : logp;
     grpo_token t;
@@ -171,6 +176,7 @@ typedef struct {
     task_problem *probs;
     int n_probs;
     int **pids, *plen, max_prompt;
+    int *keep;              // (prompts * group) the sequences that enter the update
     int *order, cursor, epoch;
     rollout *ro;
     train_model *tm, *ref_tm;
@@ -242,7 +248,8 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
     int n_seq = a->prompts * a->group;
     r->n_mbs = (n_seq + a->micro - 1) / a->micro;
     r->mbs = calloc((size_t)r->n_mbs, sizeof *r->mbs);
-    if (!r->mbs) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    r->keep = malloc(sizeof(int) * (size_t)n_seq);
+    if (!r->mbs || !r->keep) return ds_error_set(err, DS_ERR_OOM, "out of memory");
     for (int j = 0; j < r->n_mbs; j++) {
         size_t cells = (size_t)a->micro * (size_t)T;
         grpo_mb *m = &r->mbs[j];
@@ -357,26 +364,37 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         }
         if (st) { rollout_result_free(&res); break; }
         grpo_advantages(rew, P, G, a->agg != GRPO_AGG_DR, 1e-4f, adv);
-        int zero_groups = 0;
+        // the sequences of the update: all, or (--filter-groups) those of groups with a spread
+        int zero_groups = 0, n_keep = 0;
+        int64_t keep_tokens = 0;
         for (int g = 0; g < P; g++) {
             int same = 1;
             for (int i = 1; i < G; i++) same &= rew[g * G + i] == rew[g * G];
             zero_groups += same;
+            if (same && a->filter) continue;
+            for (int i = 0; i < G; i++) {
+                r->keep[n_keep++] = g * G + i;
+                keep_tokens += res.len[g * G + i];
+            }
         }
-        for (int k = 0; k < n_seq; k++) norm[k] = grpo_token_norm(&gp, res.len[k], comp_tokens, n_seq);
+        for (int q = 0; q < n_keep; q++) {
+            int k = r->keep[q];
+            norm[k] = grpo_token_norm(&gp, res.len[k], keep_tokens, n_keep);
+        }
         // lay the sequences out as micro-batches: inputs prompt+completion[:-1], targets on the completion
-        for (int j = 0; j < r->n_mbs; j++) {
+        int n_mbs = (n_keep + a->micro - 1) / a->micro;
+        for (int j = 0; j < n_mbs; j++) {
             grpo_mb *m = &r->mbs[j];
-            m->first = j * a->micro;
-            m->b = n_seq - m->first < a->micro ? n_seq - m->first : a->micro;
+            m->seq = r->keep + j * a->micro;
+            m->b = n_keep - j * a->micro < a->micro ? n_keep - j * a->micro : a->micro;
             int T = 2;
             for (int q = 0; q < m->b; q++) {
-                int k = m->first + q, L = lens[k / G] + res.len[k];
+                int k = m->seq[q], L = lens[k / G] + res.len[k];
                 if (L - 1 > T) T = L - 1;
             }
             m->T = T;
             for (int q = 0; q < m->b; q++) {
-                int k = m->first + q, np = lens[k / G], L = np + res.len[k];
+                int k = m->seq[q], np = lens[k / G], L = np + res.len[k];
                 const int *pr = ids[k / G];
                 const int32_t *ct = res.tokens + (int64_t)k * res.max_new;
                 for (int t = 0; t < T; t++) {
@@ -400,11 +418,12 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         double gnorm = 0, ent_sum = 0;
         int64_t ent_n = 0;
         float lr = lr_at(&sched, step);
-        for (int it = 0; it < a->iterations && !cli_interrupted; it++) {
+        // with every group filtered out there is nothing to learn from: no optimizer step
+        for (int it = 0; it < a->iterations && n_keep && !cli_interrupted; it++) {
             memset(r->ps.grads, 0, sizeof(float) * (size_t)r->ps.n);
             grpo_coef_ctx cc = {.gp = &gp, .adv = adv, .norm = norm, .uses_old = a->iterations > 1};
             train_model_reset_load(r->tm);
-            for (int j = 0; j < r->n_mbs && !cli_interrupted; j++) {
+            for (int j = 0; j < n_mbs && !cli_interrupted; j++) {
                 grpo_mb *m = &r->mbs[j];
                 cc.mb = m;
                 train_loss_weights w = {.coef = grpo_coef, .coef_ctx = &cc, .entropy = it == 0 ? ent : NULL};
@@ -428,8 +447,8 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         fprintf(r->metrics,
                 "{\"step\": %d, \"reward\": %.6f, \"accuracy\": %.6f, \"format_rate\": %.6f, \"kl\": %.6g, "
                 "\"clip_fraction\": %.6g, \"response_length\": %.3f, \"entropy\": %.6f, \"grad_norm\": %.6g, "
-                "\"lr\": %.6g, \"zero_adv_groups\": %d, \"sample_tok_s\": %.1f, \"tok_s\": %.1f, \"seconds\": %.3f}\n",
-                step, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n, entropy, gnorm, lr, zero_groups,
+                "\"lr\": %.6g, \"zero_adv_groups\": %d, \"update_groups\": %d, \"sample_tok_s\": %.1f, \"tok_s\": %.1f, \"seconds\": %.3f}\n",
+                step, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n, entropy, gnorm, lr, zero_groups, n_keep / G,
                 (double)comp_tokens / t_sample, (double)comp_tokens / dt, dt);
         fflush(r->metrics);
         double per = (cli_now() - t_start) / step;
@@ -462,6 +481,7 @@ int cmd_grpo(int argc, char **argv) {
         free(r.mbs[j].inp); free(r.mbs[j].tgt); free(r.mbs[j].old); free(r.mbs[j].ref);
     }
     free(r.mbs);
+    free(r.keep);
     rollout_free(r.ro);
     train_model_free(r.tm);
     train_model_free(r.ref_tm);

@@ -177,14 +177,14 @@ static ds_status task_item_error(ds_error *err, const char *s, const char *e, co
 
 static ds_status task_parse_arith_item(const char *s, const char *e, task_spec *out, ds_error *err) {
     const char *colon = memchr(s, ':', (size_t)(e - s));
-    if (!colon) return task_item_error(err, s, e, "expected add:D, sub:D or mul:AxB");
+    if (!colon) return task_item_error(err, s, e, "expected add:D, add:AxB, sub:D, sub:AxB or mul:AxB");
     size_t nl = (size_t)(colon - s);
     char op = nl == 3 && !memcmp(s, "add", 3) ? '+' : nl == 3 && !memcmp(s, "sub", 3) ? '-'
             : nl == 3 && !memcmp(s, "mul", 3) ? '*' : 0;
     if (!op) return task_item_error(err, s, e, "unknown operation (expected add, sub or mul)");
     if (out->n_items == TASK_SPEC_MAX_ITEMS) return task_item_error(err, s, e, "too many items (at most 16)");
     task_arith_item it = {.op = op};
-    const char *v = colon + 1, *x = op == '*' ? memchr(v, 'x', (size_t)(e - v)) : NULL;
+    const char *v = colon + 1, *x = memchr(v, 'x', (size_t)(e - v));
     if (op == '*' && !x) return task_item_error(err, s, e, "expected AxB digit counts, e.g. mul:2x1");
     int bad = task_parse_range(v, x ? x : e, 1, TASK_MAX_DIGITS, &it.a_lo, &it.a_hi);
     if (!bad && x) bad = task_parse_range(x + 1, e, 1, TASK_MAX_DIGITS, &it.b_lo, &it.b_hi);
@@ -250,13 +250,14 @@ static uint64_t task_draw_operand(ds_rng *r, int digits) {
 static void task_draw_arith(ds_rng *r, const task_spec *s, task_problem *p, char *label, int size) {
     const task_arith_item *it = &s->items[task_rng_below(r, (uint32_t)s->n_items)];
     int da = it->a_lo + (int)task_rng_below(r, (uint32_t)(it->a_hi - it->a_lo + 1)), db = da;
-    if (it->op == '*') db = it->b_lo + (int)task_rng_below(r, (uint32_t)(it->b_hi - it->b_lo + 1));
+    if (it->b_lo) db = it->b_lo + (int)task_rng_below(r, (uint32_t)(it->b_hi - it->b_lo + 1));
     p->kind = TASK_ARITHMETIC;
     p->op = it->op;
     p->a = task_draw_operand(r, da);
     p->b = task_draw_operand(r, db);
     if (it->op == '*') snprintf(label, (size_t)size, "mul-%dx%d", da, db);
-    else snprintf(label, (size_t)size, "%s-%d", it->op == '+' ? "add" : "sub", da);
+    else if (da == db) snprintf(label, (size_t)size, "%s-%d", it->op == '+' ? "add" : "sub", da);
+    else snprintf(label, (size_t)size, "%s-%dx%d", it->op == '+' ? "add" : "sub", da, db);
 }
 
 char *task_arith_answer_str(const task_problem *p, char buf[48]) {
@@ -326,7 +327,8 @@ static bool task_spec_valid(const task_spec *s) {
         const task_arith_item *it = &s->items[i];
         if (!strchr("+-*", it->op) || !it->op || it->a_lo < 1 || it->a_lo > it->a_hi || it->a_hi > TASK_MAX_DIGITS)
             return false;
-        if (it->op == '*' && (it->b_lo < 1 || it->b_lo > it->b_hi || it->b_hi > TASK_MAX_DIGITS)) return false;
+        if ((it->op == '*' || it->b_lo) && (it->b_lo < 1 || it->b_lo > it->b_hi || it->b_hi > TASK_MAX_DIGITS))
+            return false;
     }
     return true;
 }

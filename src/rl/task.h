@@ -10,13 +10,14 @@
 //               + - * / and parentheses."  (2-6 numbers, target a positive integer <= 1000)
 //
 // Difficulty specs (comma-separated items):
-//   arithmetic  add:D  add:D1-D2  sub:D  sub:D1-D2  mul:AxB  mul:A1-A2xB  mul:AxB1-B2
-//               D = digits of BOTH operands (exactly D digits: first digit non-zero, except
-//               that 1 digit allows 0-9), A/B = digits of the first/second factor, 1-18.
+//   arithmetic  add:D  add:D1-D2  add:AxB  sub:(same forms)  mul:AxB  mul:A1-A2xB  mul:AxB1-B2
+//               D = digits of BOTH operands, equal (exactly D digits: first digit non-zero,
+//               except that 1 digit allows 0-9); A/B = digits of the first/second operand,
+//               drawn independently, each a number or a range, 1-18.
 //               Each draw picks an item uniformly, then the digit counts uniformly within
 //               the ranges (draws of the other split and repeats are drawn again, so an item
 //               with a small space, like add:1 with 100 problems, gets rarer as it runs out).
-//               Labels: "add-3", "sub-2", "mul-2x1".
+//               Labels: "add-3", "sub-2", "add-4x2" (unequal lengths), "mul-2x1".
 //   countdown   n:K or n:K1-K2 (how many numbers, 2-6; default 3),
 //               max:N (numbers are drawn uniformly from 1..N, 5-1000; default 20).
 //               Label "cd-K".
@@ -87,8 +88,8 @@ task_split task_split_of(const task_problem *p);
 // A parsed difficulty spec.
 typedef struct {
     char op;              // '+', '-', '*'
-    int a_lo, a_hi;       // digits of the first operand (add/sub: of both)
-    int b_lo, b_hi;       // digits of the second operand (mul only)
+    int a_lo, a_hi;       // digits of the first operand (add/sub without b range: of both)
+    int b_lo, b_hi;       // digits of the second operand; add/sub: 0 = the same count as a
 } task_arith_item;
 
 typedef struct {

@@ -39,6 +39,13 @@ done
 r0=$(head -n 1 "$M" | sed 's/.*"reward": \([-0-9.]*\).*/\1/' | awk '{ s += $1 } END { print s / NR }')
 r1=$(tail -n 5 "$M" | sed 's/.*"reward": \([-0-9.]*\).*/\1/' | awk '{ s += $1 } END { print s / NR }')
 awk -v a="$r0" -v b="$r1" 'BEGIN { exit !(b > a + 0.3) }' || fail "grpo mean reward $r0 (step 1) -> $r1 (last 5)"
+# --filter-groups: the update uses exactly the groups whose rewards differ
+"$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-f" --steps 3 --group 8 --prompts-per-step 8 \
+  --max-new 64 --lr 1e-3 --seed 2 --filter-groups 2>"$TMP/grpo-f.log" || fail "grpo --filter-groups: $(tail -n 3 "$TMP/grpo-f.log")"
+bad=$(sed 's/.*"zero_adv_groups": \([0-9]*\), "update_groups": \([0-9]*\).*/\1 \2/' "$TMP/grpo-f/metrics.jsonl" |
+  awk '$1 + $2 != 8 { n++ } END { print n + 0 }')
+[ "$bad" -eq 0 ] && [ "$(wc -l <"$TMP/grpo-f/metrics.jsonl")" -eq 3 ] || fail "grpo --filter-groups: $(cat "$TMP/grpo-f/metrics.jsonl")"
+grep -q '"update_groups": 8' "$M" || fail "grpo without the filter must update on all 8 groups"
 "$DS" plot --metrics "$M" -o "$TMP/grpo.png" 2>/dev/null || fail "plot of grpo metrics"
 [ "$(head -c 4 "$TMP/grpo.png" | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
 

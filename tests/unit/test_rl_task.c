@@ -51,6 +51,10 @@ static void test_spec_parse(void **state) {
     assert_true(s.items[1].op == '-' && s.items[1].a_lo == 2 && s.items[1].a_hi == 2);
     assert_true(s.items[2].op == '*' && s.items[2].a_lo == 2 && s.items[2].b_lo == 1 && s.items[2].b_hi == 1);
     assert_true(s.items[3].a_lo == 1 && s.items[3].a_hi == 2 && s.items[3].b_lo == 3 && s.items[3].b_hi == 4);
+    assert_true(s.items[0].b_lo == 0 && s.items[1].b_lo == 0); // add/sub: equal lengths
+    spec_ok(TASK_ARITHMETIC, "add:1-4x2,sub:5x1-3", &s);
+    assert_true(s.items[0].a_lo == 1 && s.items[0].a_hi == 4 && s.items[0].b_lo == 2 && s.items[0].b_hi == 2);
+    assert_true(s.items[1].op == '-' && s.items[1].a_lo == 5 && s.items[1].b_lo == 1 && s.items[1].b_hi == 3);
     spec_ok(TASK_ARITHMETIC, NULL, &s);
     assert_true(s.n_items == 1 && s.items[0].op == '+' && s.items[0].a_hi == 3);
     spec_ok(TASK_COUNTDOWN, "n:3-5,max:30", &s);
@@ -71,6 +75,7 @@ static void test_spec_parse(void **state) {
     spec_bad(TASK_ARITHMETIC, "add:x", "expected a number");
     spec_bad(TASK_ARITHMETIC, "add:-3", "expected a number");
     spec_bad(TASK_ARITHMETIC, "mul:2x", "expected a number");
+    spec_bad(TASK_ARITHMETIC, "add:2x0", "item 'add:2x0': digit counts must be 1-18");
     spec_bad(TASK_ARITHMETIC, "add:99999", "expected a number");
     spec_bad(TASK_ARITHMETIC, "add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1,add:1",
              "too many");
@@ -179,18 +184,19 @@ static int ndigits(uint64_t v) {
 
 static void test_labels_digits(void **state) {
     (void)state;
-    int n = 2000, seen[4] = {0};
-    task_problem *ps = gen(TASK_ARITHMETIC, "add:1-3,sub:2,mul:2x1,mul:1-3x4", 3, TASK_SPLIT_TRAIN, n);
+    int n = 2500, seen[5] = {0};
+    task_problem *ps = gen(TASK_ARITHMETIC, "add:1-3,sub:2,mul:2x1,mul:1-3x4,sub:3-4x1-2", 3, TASK_SPLIT_TRAIN, n);
     for (int i = 0; i < n; i++) {
         const task_problem *p = &ps[i];
         char want[64], prompt[96];
         int da = ndigits(p->a), db = ndigits(p->b);
         if (p->op == '*') snprintf(want, sizeof want, "mul-%dx%d", da, db);
-        else snprintf(want, sizeof want, "%s-%d", p->op == '+' ? "add" : "sub", da);
+        else if (da == db) snprintf(want, sizeof want, "%s-%d", p->op == '+' ? "add" : "sub", da);
+        else snprintf(want, sizeof want, "%s-%dx%d", p->op == '+' ? "add" : "sub", da, db);
         assert_string_equal(p->difficulty, want);
-        if (p->op != '*') assert_int_equal(da, db);
-        if (p->op == '+') { assert_true(da >= 1 && da <= 3); seen[0]++; }
-        if (p->op == '-') { assert_int_equal(da, 2); seen[1]++; }
+        if (p->op == '+') { assert_true(da >= 1 && da <= 3 && db == da); seen[0]++; }
+        if (p->op == '-' && da == 2) { assert_int_equal(db, 2); seen[1]++; }
+        if (p->op == '-' && da != 2) { assert_true(da >= 3 && da <= 4 && db >= 1 && db <= 2); seen[4]++; }
         if (p->op == '*' && db == 1) { assert_int_equal(da, 2); seen[2]++; }
         if (p->op == '*' && db != 1) { assert_true(da <= 3 && db == 4); seen[3]++; }
         long long a = (long long)p->a, b = (long long)p->b;
@@ -199,7 +205,7 @@ static void test_labels_digits(void **state) {
         snprintf(prompt, sizeof prompt, "What is %lld %c %lld?", a, p->op, b);
         assert_string_equal(p->prompt, prompt);
     }
-    for (int k = 0; k < 4; k++) assert_true(seen[k] > n / 8); // every item is drawn
+    for (int k = 0; k < 5; k++) assert_true(seen[k] > n / 10); // every item is drawn
     task_problems_free(ps, n);
 
     ps = gen(TASK_ARITHMETIC, "add:18,mul:18x18", 5, TASK_SPLIT_EVAL, 50);
@@ -358,6 +364,7 @@ static void test_traces_score(void **state) {
     traces_for(TASK_ARITHMETIC, "add:18", 100, 3);
     traces_for(TASK_ARITHMETIC, "sub:1-6", 1000, 4);
     traces_for(TASK_ARITHMETIC, "sub:12", 200, 5);
+    traces_for(TASK_ARITHMETIC, "add:1-6x1-6,sub:1-6x1-6", 1000, 14);
     traces_for(TASK_ARITHMETIC, "mul:1-3x1-3", 1000, 6);
     traces_for(TASK_ARITHMETIC, "mul:4x3", 300, 7);
     traces_for(TASK_ARITHMETIC, "mul:18x18,mul:1x18,mul:18x1", 60, 8);
