@@ -4,6 +4,8 @@
 // - the gradient of sum_t n_t l_t that train_model_step produces through its per-token
 //   weight hook agrees with central finite differences of the same objective evaluated from
 //   forward-only log-probs, with clipped and unclipped tokens of both advantage signs;
+// - one AdamW step on the objective raises the log-likelihood of the completion with a positive
+//   advantage and lowers that of the negative one, by a useful amount at GRPO learning rates;
 // - params_model_view: the inference engine reading the trainer's weights gives the same
 //   log-probs as the training forward.
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 #include "rl/grpo.h"
 #include "train/params.h"
 #include "train/train_model.h"
+#include "train/trainer.h"
 #include "test_fd.h"
 #include "test_util.h"
 
@@ -205,6 +208,48 @@ static void test_objective_gradient_fd(void **state) {
     params_free(&ps);
 }
 
+// The learning dynamics, not just the gradient: two completions of the same prompt, A = +1
+// and -1, token-level aggregation, on-policy (ratio 1), no KL. After one AdamW step at the lr
+// GRPO uses, the summed log p of the first rises and of the second falls, each by more than a
+// tenth of a nat; a zero-advantage batch without KL has a zero gradient.
+static void test_one_step_moves_logp_by_advantage(void **state) {
+    (void)state;
+    param_store ps;
+    train_model *tm;
+    setup_model(&ps, &tm);
+    int32_t inp[B * T], tgt[B * T];
+    make_batch(inp, tgt, ps.cfg.vocab_size);
+    memcpy(inp + T, inp, sizeof(int32_t) * NP); // same prompt, different completions
+    obj_ctx c = {.gp = {.eps_low = 0.2f, .eps_high = 0.2f, .beta = 0, .agg = GRPO_AGG_TOKEN}, .adv = {1, -1}};
+    int n_tok = 0;
+    for (int i = 0; i < B * T; i++) n_tok += tgt[i] >= 0;
+    for (int b = 0; b < B; b++) c.norm[b] = grpo_token_norm(&c.gp, 0, n_tok, B);
+    float lp0[B * T], lp1[B * T];
+    eval_logp(tm, inp, tgt, lp0);
+    memcpy(c.old, lp0, sizeof lp0);
+    memcpy(c.ref, lp0, sizeof lp0);
+    adamw_params hp = {.beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f};
+    train_loss L = {0};
+    train_loss_weights w = {.coef = obj_coef, .coef_ctx = &c};
+    memset(ps.grads, 0, sizeof(float) * (size_t)ps.n);
+    train_model_step(tm, inp, tgt, B, T, &w, &L);
+    trainer_adamw(&ps, &hp, 1, 3e-4f, grad_clip_scale(trainer_grad_norm(&ps), 1.0f));
+    eval_logp(tm, inp, tgt, lp1);
+    double d[B] = {0, 0};
+    for (int i = 0; i < B * T; i++)
+        if (tgt[i] >= 0) d[i / T] += (double)lp1[i] - lp0[i];
+    print_message("one step at lr 3e-4: sum log p %+.4f (A = +1), %+.4f (A = -1)\n", d[0], d[1]);
+    assert_true(d[0] > 0.1 && d[1] < -0.1);
+
+    // all advantages 0 and no KL: every token weight is 0, and so is the gradient
+    c.adv[0] = c.adv[1] = 0;
+    memset(ps.grads, 0, sizeof(float) * (size_t)ps.n);
+    train_model_step(tm, inp, tgt, B, T, &w, &L);
+    assert_true(trainer_grad_norm(&ps) == 0.0);
+    train_model_free(tm);
+    params_free(&ps);
+}
+
 // The engine over params_model_view and the training forward agree on log p(target).
 static void test_model_view_matches_training_forward(void **state) {
     (void)state;
@@ -259,6 +304,7 @@ int main(void) {
         cmocka_unit_test(test_token_objective_hand),
         cmocka_unit_test(test_kl_zero_when_policy_is_reference),
         cmocka_unit_test(test_objective_gradient_fd),
+        cmocka_unit_test(test_one_step_moves_logp_by_advantage),
         cmocka_unit_test(test_model_view_matches_training_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
