@@ -241,6 +241,67 @@ DS_TARGET double exp_sum_f32_avx2(float *out, const float *in, int64_t n, float 
     return total;
 }
 
+// ---- attention over cached rows --------------------------------------------------------
+// Four rows per pass share each load of q; the four sums are reduced together (two hadds and
+// one 128-bit add instead of four horizontal sums).
+DS_TARGET void attn_scores_f32_avx2(float *sc, const float *q, const float *rows, int64_t stride, int64_t n_rows,
+                                    int64_t dim, float scale, int acc) {
+    int64_t j = 0;
+    for (; j + 4 <= n_rows; j += 4) {
+        const float *r0 = rows + j * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t k = 0;
+        for (; k + 8 <= dim; k += 8) {
+            __m256 vq = _mm256_loadu_ps(q + k);
+            a0 = _mm256_fmadd_ps(vq, _mm256_loadu_ps(r0 + k), a0);
+            a1 = _mm256_fmadd_ps(vq, _mm256_loadu_ps(r1 + k), a1);
+            a2 = _mm256_fmadd_ps(vq, _mm256_loadu_ps(r2 + k), a2);
+            a3 = _mm256_fmadd_ps(vq, _mm256_loadu_ps(r3 + k), a3);
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        float s[4];
+        _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        for (; k < dim; k++) {
+            s[0] += q[k] * r0[k];
+            s[1] += q[k] * r1[k];
+            s[2] += q[k] * r2[k];
+            s[3] += q[k] * r3[k];
+        }
+        for (int t = 0; t < 4; t++) sc[j + t] = acc ? sc[j + t] + scale * s[t] : scale * s[t];
+    }
+    for (; j < n_rows; j++) {
+        float s = dot_f32_avx2(rows + j * stride, q, dim);
+        sc[j] = acc ? sc[j] + scale * s : scale * s;
+    }
+}
+
+// out = sum_j p[j] rows[j][0:dim], 64 columns at a time held in eight accumulators across
+// all rows (a row-by-row axpy would load and store out for every row).
+DS_TARGET void attn_wsum_f32_avx2(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows,
+                                  int64_t dim) {
+    int64_t c = 0;
+    for (; c + 64 <= dim; c += 64) {
+        __m256 a[8];
+        for (int t = 0; t < 8; t++) a[t] = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n_rows; j++) {
+            const float *r = rows + j * stride + c;
+            __m256 vp = _mm256_set1_ps(p[j]);
+            for (int t = 0; t < 8; t++) a[t] = _mm256_fmadd_ps(vp, _mm256_loadu_ps(r + 8 * t), a[t]);
+        }
+        for (int t = 0; t < 8; t++) _mm256_storeu_ps(out + c + 8 * t, a[t]);
+    }
+    for (; c + 8 <= dim; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n_rows; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(rows + j * stride + c), a0);
+        _mm256_storeu_ps(out + c, a0);
+    }
+    for (; c < dim; c++) {
+        float s = 0;
+        for (int64_t j = 0; j < n_rows; j++) s += p[j] * rows[j * stride + c];
+        out[c] = s;
+    }
+}
+
 DS_TARGET float max_f32_avx2(const float *x, int64_t n) {
     __m256 m = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;

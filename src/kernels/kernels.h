@@ -52,6 +52,13 @@ float dot_f32(const float *a, const float *b, int64_t n);
 double exp_sum_f32(float *out, const float *in, int64_t n, float shift);
 float max_f32(const float *x, int64_t n); // -inf for n = 0
 void axpy_f32(float *y, float a, const float *x, int64_t n); // y += a x
+// Attention against n_rows cached rows of `stride` floats (their first dim values):
+// sc[j] = scale * dot(q, rows[j]) (acc = 0), or sc[j] += that (acc = 1, a second part of a
+// key stored elsewhere).
+void attn_scores_f32(float *sc, const float *q, const float *rows, int64_t stride, int64_t n_rows, int64_t dim,
+                     float scale, int acc);
+// out[0:dim] = sum_j p[j] rows[j][0:dim].
+void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim);
 
 // ---- RoPE with YaRN -----------------------------------------------------------------
 typedef struct {

@@ -42,6 +42,25 @@ void axpy_f32(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+void attn_scores_f32(float *sc, const float *q, const float *rows, int64_t stride, int64_t n_rows, int64_t dim,
+                     float scale, int acc) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) { attn_scores_f32_avx2(sc, q, rows, stride, n_rows, dim, scale, acc); return; }
+#endif
+    for (int64_t j = 0; j < n_rows; j++) {
+        float s = scale * dot_f32(q, rows + j * stride, dim);
+        sc[j] = acc ? sc[j] + s : s;
+    }
+}
+
+void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) { attn_wsum_f32_avx2(out, p, rows, stride, n_rows, dim); return; }
+#endif
+    for (int64_t c = 0; c < dim; c++) out[c] = 0;
+    for (int64_t j = 0; j < n_rows; j++) axpy_f32(out, p[j], rows + j * stride, dim);
+}
+
 // inp, out are (N, stride) with the norm over the first C values of each row.
 // Order as in HF: normalise, then multiply by the weight.
 void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, int64_t stride, float eps) {

@@ -74,7 +74,7 @@ static void engine_carve(ds_engine *e, const ds_config *c, const ds_engine_limit
     p->gemm_work = CARVE_F(s, matmul_work_floats(engine_max_in(c)));
     p->kv_full = CARVE_F(s, T * H * (dn + dv));
     p->lat_rows = CARVE_F(s, T * dc);
-    p->thread_scratch_stride = (2 * dc + T + 15) & ~(int64_t)15;
+    p->thread_scratch_stride = (2 * dc + dr + T + 15) & ~(int64_t)15; // q_abs|q_pe, lat, scores
     p->thread_scratch = CARVE_F(s, n_threads * p->thread_scratch_stride);
     p->inv_freq = CARVE_F(s, dr / 2);
     int64_t o3 = s->off;

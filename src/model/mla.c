@@ -38,23 +38,21 @@ static void mla_project(ds_engine *e, const ds_block *b, int layer, const ds_bat
     }
 }
 
-// Absorbed attention for one (token, head): reads only the latent cache.
+// Absorbed attention for one (token, head): reads only the latent cache. q_abs and q_pe sit
+// side by side in scratch, like cn and k_pe in a cache row, so one dot per row scores both.
 static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int seq, int pos, int h,
                                 const float *qh, float *oh, float *scratch) {
     const ds_config *c = &e->m->cfg;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
     int64_t r0 = (int64_t)h * (dn + dv); // W_UK rows [r0, r0+dn), W_UV rows [r0+dn, r0+dn+dv)
-    float *q_abs = scratch, *lat = scratch + dc, *sc = scratch + 2 * dc;
-    memset(q_abs, 0, (size_t)dc * sizeof(float));
-    matvec_t_rows_acc(q_abs, &b->kv_b, r0, r0 + dn, qh);
-    const float *q_pe = qh + dn;
-    for (int j = 0; j <= pos; j++) {
-        const float *row = eng_cache_row(e, layer, seq, j);
-        sc[j] = e->softmax_scale * (dot_f32(q_abs, row, dc) + dot_f32(q_pe, row + dc, dr));
-    }
+    float *q_cat = scratch, *lat = scratch + e->lat_dim, *sc = lat + dc;
+    memset(q_cat, 0, (size_t)dc * sizeof(float));
+    matvec_t_rows_acc(q_cat, &b->kv_b, r0, r0 + dn, qh);
+    memcpy(q_cat + dc, qh + dn, (size_t)dr * sizeof(float));
+    const float *rows = eng_cache_row(e, layer, seq, 0);
+    attn_scores_f32(sc, q_cat, rows, e->lat_dim, pos + 1, e->lat_dim, e->softmax_scale, 0);
     softmax_forward(sc, pos + 1);
-    memset(lat, 0, (size_t)dc * sizeof(float));
-    for (int j = 0; j <= pos; j++) axpy_f32(lat, sc[j], eng_cache_row(e, layer, seq, j), dc);
+    attn_wsum_f32(lat, sc, rows, e->lat_dim, pos + 1, dc);
     matvec_rows(oh, &b->kv_b, r0 + dn, r0 + dn + dv, lat);
 }
 
@@ -65,14 +63,11 @@ static void mla_attend_naive(ds_engine *e, int layer, int seq, int pos, int h,
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
     int64_t kv_stride = (int64_t)c->num_attention_heads * (dn + dv);
     const float *kv = e->kv_full + (int64_t)h * (dn + dv);
-    float *sc = scratch + 2 * dc;
-    for (int j = 0; j <= pos; j++) {
-        const float *k_pe = eng_cache_row(e, layer, seq, j) + dc;
-        sc[j] = e->softmax_scale * (dot_f32(qh, kv + j * kv_stride, dn) + dot_f32(qh + dn, k_pe, dr));
-    }
+    float *sc = scratch + e->lat_dim + dc;
+    attn_scores_f32(sc, qh, kv, kv_stride, pos + 1, dn, e->softmax_scale, 0);
+    attn_scores_f32(sc, qh + dn, eng_cache_row(e, layer, seq, 0) + dc, e->lat_dim, pos + 1, dr, e->softmax_scale, 1);
     softmax_forward(sc, pos + 1);
-    memset(oh, 0, (size_t)dv * sizeof(float));
-    for (int j = 0; j <= pos; j++) axpy_f32(oh, sc[j], kv + j * kv_stride + dn, dv);
+    attn_wsum_f32(oh, sc, kv + dn, kv_stride, pos + 1, dv);
 }
 
 // Multiply-adds of each form for a sequence with n new tokens and ctx cached positions.

@@ -219,6 +219,47 @@ static void test_dot_axpy(void **state) {
     kernels_force_portable(0);
 }
 
+// Attention over strided rows: scores (set and accumulate) and the weighted sum, every
+// remainder path (rows not a multiple of 4, dims not a multiple of 8 or 64), both paths.
+static void test_attn_rows(void **state) {
+    (void)state;
+    ds_rng rng;
+    ds_rng_seed(&rng, 4, 4);
+    enum { R = 23, S = 211 };
+    float rows[R * S], q[S], p[R], sc[R], out[S + 1];
+    fill_normal(rows, R * S, &rng);
+    fill_normal(q, S, &rng);
+    fill_normal(p, R, &rng);
+    static const int dims[] = {1, 7, 8, 64, 130, 160, 200};
+    static const int nrows[] = {0, 1, 3, 4, 9, 23};
+    for (int portable = 0; portable < 2; portable++) {
+        kernels_force_portable(portable);
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (size_t ni = 0; ni < sizeof nrows / sizeof *nrows; ni++) {
+                int dim = dims[di], n = nrows[ni];
+                for (int j = 0; j < R; j++) sc[j] = 0.5f;
+                attn_scores_f32(sc, q, rows, S, n, dim, 0.25f, 0);
+                attn_scores_f32(sc, q + 1, rows + 3, S, n, 5, -2.0f, 1); // a second key part, accumulated
+                for (int j = 0; j < R; j++) {
+                    double s = 0, m = 0, s2 = 0, m2 = 0;
+                    for (int k = 0; k < dim; k++) { s += (double)q[k] * rows[j * S + k]; m += fabs((double)q[k] * rows[j * S + k]); }
+                    for (int k = 0; k < 5; k++) { s2 += (double)q[k + 1] * rows[j * S + 3 + k]; m2 += fabs((double)q[k + 1] * rows[j * S + 3 + k]); }
+                    if (j < n) check_close(sc[j], 0.25 * s - 2.0 * s2, 0.25 * m + 2.0 * m2, 1e-5, "attn_scores_f32");
+                    else assert_true(sc[j] == 0.5f); // rows past n untouched
+                }
+                out[dim] = 7.0f;
+                attn_wsum_f32(out, p, rows, S, n, dim);
+                for (int k = 0; k < dim; k++) {
+                    double s = 0, m = 0;
+                    for (int j = 0; j < n; j++) { s += (double)p[j] * rows[j * S + k]; m += fabs((double)p[j] * rows[j * S + k]); }
+                    check_close(out[k], s, m + 1e-30, 1e-5, "attn_wsum_f32");
+                }
+                assert_true(out[dim] == 7.0f);
+            }
+    }
+    kernels_force_portable(0);
+}
+
 static void test_rmsnorm(void **state) {
     (void)state;
     ds_rng rng;
@@ -308,6 +349,7 @@ int main(void) {
         cmocka_unit_test(test_fp8_every_code),
         cmocka_unit_test(test_matvec_rows_offsets),
         cmocka_unit_test(test_dot_axpy),
+        cmocka_unit_test(test_attn_rows),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_swiglu),
