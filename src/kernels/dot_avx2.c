@@ -278,11 +278,11 @@ DS_TARGET void attn_scores_f32_avx2(float *sc, const float *q, const float *rows
 // out = sum_j p[j] rows[j][0:dim], 64 columns at a time held in eight accumulators across
 // all rows (a row-by-row axpy would load and store out for every row).
 DS_TARGET void attn_wsum_f32_avx2(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows,
-                                  int64_t dim) {
+                                  int64_t dim, int acc) {
     int64_t c = 0;
     for (; c + 64 <= dim; c += 64) {
         __m256 a[8];
-        for (int t = 0; t < 8; t++) a[t] = _mm256_setzero_ps();
+        for (int t = 0; t < 8; t++) a[t] = acc ? _mm256_loadu_ps(out + c + 8 * t) : _mm256_setzero_ps();
         for (int64_t j = 0; j < n_rows; j++) {
             const float *r = rows + j * stride + c;
             __m256 vp = _mm256_set1_ps(p[j]);
@@ -291,12 +291,12 @@ DS_TARGET void attn_wsum_f32_avx2(float *out, const float *p, const float *rows,
         for (int t = 0; t < 8; t++) _mm256_storeu_ps(out + c + 8 * t, a[t]);
     }
     for (; c + 8 <= dim; c += 8) {
-        __m256 a0 = _mm256_setzero_ps();
+        __m256 a0 = acc ? _mm256_loadu_ps(out + c) : _mm256_setzero_ps();
         for (int64_t j = 0; j < n_rows; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(rows + j * stride + c), a0);
         _mm256_storeu_ps(out + c, a0);
     }
     for (; c < dim; c++) {
-        float s = 0;
+        float s = acc ? out[c] : 0.0f;
         for (int64_t j = 0; j < n_rows; j++) s += p[j] * rows[j * stride + c];
         out[c] = s;
     }

@@ -57,8 +57,8 @@ void axpy_f32(float *y, float a, const float *x, int64_t n); // y += a x
 // key stored elsewhere).
 void attn_scores_f32(float *sc, const float *q, const float *rows, int64_t stride, int64_t n_rows, int64_t dim,
                      float scale, int acc);
-// out[0:dim] = sum_j p[j] rows[j][0:dim].
-void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim);
+// out[0:dim] = sum_j p[j] rows[j][0:dim] (acc = 0), or out += that (acc = 1).
+void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim, int acc);
 
 // ---- RoPE with YaRN -----------------------------------------------------------------
 typedef struct {

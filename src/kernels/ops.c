@@ -53,11 +53,12 @@ void attn_scores_f32(float *sc, const float *q, const float *rows, int64_t strid
     }
 }
 
-void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim) {
+void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim, int acc) {
 #if DS_HAVE_AVX2_KERNELS
-    if (kernels_simd_active()) { attn_wsum_f32_avx2(out, p, rows, stride, n_rows, dim); return; }
+    if (kernels_simd_active()) { attn_wsum_f32_avx2(out, p, rows, stride, n_rows, dim, acc); return; }
 #endif
-    for (int64_t c = 0; c < dim; c++) out[c] = 0;
+    if (!acc)
+        for (int64_t c = 0; c < dim; c++) out[c] = 0;
     for (int64_t j = 0; j < n_rows; j++) axpy_f32(out, p[j], rows + j * stride, dim);
 }
 

@@ -74,7 +74,9 @@ static void engine_carve(ds_engine *e, const ds_config *c, const ds_engine_limit
     p->gemm_work = CARVE_F(s, matmul_work_floats(engine_max_in(c)));
     p->kv_full = CARVE_F(s, T * H * (dn + dv));
     p->lat_rows = CARVE_F(s, T * dc);
-    p->thread_scratch_stride = (2 * dc + dr + T + 15) & ~(int64_t)15; // q_abs|q_pe, lat, scores
+    // absorbed attention: per head of a block, q_abs|q_pe (dc+dr), lat (dc), scores (max_ctx)
+    int64_t hb = H < ENG_ATTN_HEADS ? H : ENG_ATTN_HEADS;
+    p->thread_scratch_stride = (hb * (2 * dc + dr + lim->max_ctx) + 15) & ~(int64_t)15;
     p->thread_scratch = CARVE_F(s, n_threads * p->thread_scratch_stride);
     p->inv_freq = CARVE_F(s, dr / 2);
     int64_t o3 = s->off;
@@ -120,6 +122,8 @@ ds_status ds_engine_create(ds_engine **out, const ds_model *m, const ds_engine_l
     memset(e->mtp_len, 0, (size_t)lim->max_seqs * sizeof(int));
     e->n_cache_layers = c->num_hidden_layers + (c->num_nextn_predict_layers > 0 ? 1 : 0);
     e->lat_dim = c->kv_lora_rank + c->qk_rope_head_dim;
+    int rb = (int)(4096 / e->lat_dim) & ~3;
+    e->attn_row_block = rb < 4 ? 4 : rb > 64 ? 64 : rb;
     e->softmax_scale = ds_config_softmax_scale(c);
     e->rope_mscale = rope_cos_sin_mscale(&c->rope);
     rope_inv_freq(e->inv_freq, &c->rope);

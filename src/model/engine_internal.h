@@ -3,6 +3,10 @@
 #include "kernels/kernels.h"
 #include "model/engine.h"
 
+// Absorbed attention scores at most this many heads per pass over the cache (the scratch
+// holds a score row per head).
+#define ENG_ATTN_HEADS 16
+
 // Tokens of one sequence within the current batch.
 typedef struct {
     int seq;        // slot
@@ -17,6 +21,7 @@ struct ds_engine {
     int n_threads;
     int n_cache_layers;  // L + has_mtp
     int64_t lat_dim;     // dc + dr values cached per token per layer
+    int attn_row_block;  // cache rows per block of absorbed attention (~16 KiB, stays in L1)
     float softmax_scale;
     float rope_mscale;   // cos/sin multiplier
     float *inv_freq;     // (dr/2)
@@ -53,7 +58,7 @@ struct ds_engine {
     float *gemm_work;    // DS_GEMM_TILE_ROWS * max in-dim
     float *kv_full;      // (max_ctx, H*(dn+dv)) naive-attention K_nope|V per head
     float *lat_rows;     // (max_ctx, dc) contiguous latents for the naive decompression
-    float *thread_scratch; // n_threads * (2*dc + max_ctx)
+    float *thread_scratch; // n_threads * thread_scratch_stride (mla.c)
     int64_t thread_scratch_stride;
 
     // batch bookkeeping

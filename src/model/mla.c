@@ -38,22 +38,42 @@ static void mla_project(ds_engine *e, const ds_block *b, int layer, const ds_bat
     }
 }
 
-// Absorbed attention for one (token, head): reads only the latent cache. q_abs and q_pe sit
-// side by side in scratch, like cn and k_pe in a cache row, so one dot per row scores both.
-static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int seq, int pos, int h,
-                                const float *qh, float *oh, float *scratch) {
+// Absorbed attention for one token and heads [h0, h1): reads only the latent cache. Each
+// head's q_abs|q_pe sits in scratch like cn|k_pe in a cache row, so one dot per row scores
+// both parts. The cache is walked in blocks of rows that stay in L1 while every head of the
+// block uses them: the heads share the latent rows (that is MLA's point), and reading the
+// cache once per head instead would make decode at long context bound by L2/L3 traffic.
+static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int seq, int pos, int h0, int h1,
+                                const float *q_tok, float *o_tok, float *scratch) {
     const ds_config *c = &e->m->cfg;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
-    int64_t r0 = (int64_t)h * (dn + dv); // W_UK rows [r0, r0+dn), W_UV rows [r0+dn, r0+dn+dv)
-    float *q_cat = scratch, *lat = scratch + e->lat_dim, *sc = lat + dc;
-    memset(q_cat, 0, (size_t)dc * sizeof(float));
-    matvec_t_rows_acc(q_cat, &b->kv_b, r0, r0 + dn, qh);
-    memcpy(q_cat + dc, qh + dn, (size_t)dr * sizeof(float));
+    int nh = h1 - h0, n = pos + 1;
+    int64_t L = e->lat_dim, ctx = e->lim.max_ctx;
+    float *q_cat = scratch, *lat = q_cat + nh * L, *sc = lat + (int64_t)nh * dc; // (nh, L) (nh, dc) (nh, ctx)
+    for (int k = 0; k < nh; k++) {
+        int64_t r0 = (int64_t)(h0 + k) * (dn + dv); // W_UK rows [r0, r0+dn), W_UV rows [r0+dn, r0+dn+dv)
+        const float *qh = q_tok + (int64_t)(h0 + k) * (dn + dr);
+        memset(q_cat + k * L, 0, (size_t)dc * sizeof(float));
+        matvec_t_rows_acc(q_cat + k * L, &b->kv_b, r0, r0 + dn, qh);
+        memcpy(q_cat + k * L + dc, qh + dn, (size_t)dr * sizeof(float));
+    }
     const float *rows = eng_cache_row(e, layer, seq, 0);
-    attn_scores_f32(sc, q_cat, rows, e->lat_dim, pos + 1, e->lat_dim, e->softmax_scale, 0);
-    softmax_forward(sc, pos + 1);
-    attn_wsum_f32(lat, sc, rows, e->lat_dim, pos + 1, dc);
-    matvec_rows(oh, &b->kv_b, r0 + dn, r0 + dn + dv, lat);
+    int rb = e->attn_row_block;
+    for (int j0 = 0; j0 < n; j0 += rb) {
+        int m = n - j0 < rb ? n - j0 : rb;
+        for (int k = 0; k < nh; k++)
+            attn_scores_f32(sc + k * ctx + j0, q_cat + k * L, rows + j0 * L, L, m, L, e->softmax_scale, 0);
+    }
+    for (int k = 0; k < nh; k++) softmax_forward(sc + k * ctx, n);
+    for (int j0 = 0; j0 < n; j0 += rb) {
+        int m = n - j0 < rb ? n - j0 : rb;
+        for (int k = 0; k < nh; k++)
+            attn_wsum_f32(lat + (int64_t)k * dc, sc + k * ctx + j0, rows + j0 * L, L, m, dc, j0 > 0);
+    }
+    for (int k = 0; k < nh; k++) {
+        int64_t r0 = (int64_t)(h0 + k) * (dn + dv);
+        matvec_rows(o_tok + (int64_t)(h0 + k) * dv, &b->kv_b, r0 + dn, r0 + dn + dv, lat + (int64_t)k * dc);
+    }
 }
 
 // Naive attention for one (token, head) against decompressed K_nope|V rows in kv_full.
@@ -63,11 +83,11 @@ static void mla_attend_naive(ds_engine *e, int layer, int seq, int pos, int h,
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
     int64_t kv_stride = (int64_t)c->num_attention_heads * (dn + dv);
     const float *kv = e->kv_full + (int64_t)h * (dn + dv);
-    float *sc = scratch + e->lat_dim + dc;
+    float *sc = scratch;
     attn_scores_f32(sc, qh, kv, kv_stride, pos + 1, dn, e->softmax_scale, 0);
     attn_scores_f32(sc, qh + dn, eng_cache_row(e, layer, seq, 0) + dc, e->lat_dim, pos + 1, dr, e->softmax_scale, 1);
     softmax_forward(sc, pos + 1);
-    attn_wsum_f32(oh, sc, kv + dn, kv_stride, pos + 1, dv);
+    attn_wsum_f32(oh, sc, kv + dn, kv_stride, pos + 1, dv, 0);
 }
 
 // Multiply-adds of each form for a sequence with n new tokens and ctx cached positions.
@@ -94,15 +114,28 @@ static void mla_attend_group(ds_engine *e, const ds_block *b, int layer, const d
         // One sequence's own rows only, so the GEMM is exact-safe: it never mixes requests.
         matmul_forward(e->kv_full, e->lat_rows, &b->kv_b, ctx, e->gemm_work);
     }
-    int pairs = g->n * H;
+    // Work items: (token, block of heads). Blocks of at most ENG_ATTN_HEADS heads for the
+    // absorbed form, and at least as many items as threads when there are few tokens (decode).
+    int per_tok = 1;
+    if (naive) per_tok = H;
+    else {
+        per_tok = (H + ENG_ATTN_HEADS - 1) / ENG_ATTN_HEADS;
+        int want = (e->n_threads + g->n - 1) / g->n;
+        if (per_tok < want) per_tok = want < H ? want : H;
+    }
+    int items = g->n * per_tok;
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int p = 0; p < pairs; p++) {
-        int i = g->tok[p / H], h = p % H;
+    for (int p = 0; p < items; p++) {
+        int i = g->tok[p / per_tok], blk = p % per_tok;
+        int h0 = (int)((int64_t)H * blk / per_tok), h1 = (int)((int64_t)H * (blk + 1) / per_tok);
         float *scratch = e->thread_scratch + (int64_t)omp_get_thread_num() * e->thread_scratch_stride;
-        const float *qh = e->q + ((int64_t)i * H + h) * (dn + dr);
-        float *oh = e->att + ((int64_t)i * H + h) * dv;
-        if (naive) mla_attend_naive(e, layer, g->seq, batch->pos[i], h, qh, oh, scratch);
-        else mla_attend_absorbed(e, b, layer, g->seq, batch->pos[i], h, qh, oh, scratch);
+        const float *q_tok = e->q + (int64_t)i * H * (dn + dr);
+        float *o_tok = e->att + (int64_t)i * H * dv;
+        if (naive)
+            for (int h = h0; h < h1; h++)
+                mla_attend_naive(e, layer, g->seq, batch->pos[i], h, q_tok + (int64_t)h * (dn + dr),
+                                 o_tok + (int64_t)h * dv, scratch);
+        else mla_attend_absorbed(e, b, layer, g->seq, batch->pos[i], h0, h1, q_tok, o_tok, scratch);
     }
 }
 

@@ -248,9 +248,10 @@ static void test_attn_rows(void **state) {
                     else assert_true(sc[j] == 0.5f); // rows past n untouched
                 }
                 out[dim] = 7.0f;
-                attn_wsum_f32(out, p, rows, S, n, dim);
+                for (int k = 0; k < dim; k++) out[k] = 1.5f;
+                attn_wsum_f32(out, p, rows, S, n, dim, ni & 1); // odd cases accumulate onto 1.5
                 for (int k = 0; k < dim; k++) {
-                    double s = 0, m = 0;
+                    double s = (ni & 1) ? 1.5 : 0, m = 1.5;
                     for (int j = 0; j < n; j++) { s += (double)p[j] * rows[j * S + k]; m += fabs((double)p[j] * rows[j * S + k]); }
                     check_close(out[k], s, m + 1e-30, 1e-5, "attn_wsum_f32");
                 }
