@@ -76,7 +76,7 @@ static void engine_carve(ds_engine *e, const ds_config *c, const ds_engine_limit
     p->lat_rows = CARVE_F(s, T * dc);
     // absorbed attention: per head of a block, q_abs|q_pe (dc+dr), lat (dc), scores (max_ctx)
     int64_t hb = H < ENG_ATTN_HEADS ? H : ENG_ATTN_HEADS;
-    p->thread_scratch_stride = (hb * (2 * dc + dr + lim->max_ctx) + 15) & ~(int64_t)15;
+    p->thread_scratch_stride = (hb * (2 * dc + dr + eng_score_stride(lim->max_ctx)) + 15) & ~(int64_t)15;
     p->thread_scratch = CARVE_F(s, n_threads * p->thread_scratch_stride);
     p->inv_freq = CARVE_F(s, dr / 2);
     int64_t o3 = s->off;
@@ -124,6 +124,7 @@ ds_status ds_engine_create(ds_engine **out, const ds_model *m, const ds_engine_l
     e->lat_dim = c->kv_lora_rank + c->qk_rope_head_dim;
     int rb = (int)(4096 / e->lat_dim) & ~3;
     e->attn_row_block = rb < 4 ? 4 : rb > 64 ? 64 : rb;
+    e->attn_score_stride = eng_score_stride(lim->max_ctx);
     e->softmax_scale = ds_config_softmax_scale(c);
     e->rope_mscale = rope_cos_sin_mscale(&c->rope);
     rope_inv_freq(e->inv_freq, &c->rope);

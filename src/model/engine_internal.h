@@ -7,6 +7,10 @@
 // holds a score row per head).
 #define ENG_ATTN_HEADS 16
 
+// Per-head score rows of absorbed attention: max_ctx rounded up to 16 floats plus 16, so
+// that rows of successive heads do not sit a power of two apart (4K aliasing in L1).
+static inline int64_t eng_score_stride(int64_t max_ctx) { return ((max_ctx + 15) & ~(int64_t)15) + 16; }
+
 // Tokens of one sequence within the current batch.
 typedef struct {
     int seq;        // slot
@@ -22,6 +26,7 @@ struct ds_engine {
     int n_cache_layers;  // L + has_mtp
     int64_t lat_dim;     // dc + dr values cached per token per layer
     int attn_row_block;  // cache rows per block of absorbed attention (~16 KiB, stays in L1)
+    int64_t attn_score_stride; // floats between heads' score rows: max_ctx padded off a power of 2
     float softmax_scale;
     float rope_mscale;   // cos/sin multiplier
     float *inv_freq;     // (dr/2)

@@ -48,7 +48,7 @@ static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int 
     const ds_config *c = &e->m->cfg;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
     int nh = h1 - h0, n = pos + 1;
-    int64_t L = e->lat_dim, ctx = e->lim.max_ctx;
+    int64_t L = e->lat_dim, ctx = e->attn_score_stride;
     float *q_cat = scratch, *lat = q_cat + nh * L, *sc = lat + (int64_t)nh * dc; // (nh, L) (nh, dc) (nh, ctx)
     for (int k = 0; k < nh; k++) {
         int64_t r0 = (int64_t)(h0 + k) * (dn + dv); // W_UK rows [r0, r0+dn), W_UV rows [r0+dn, r0+dn+dv)
