@@ -58,7 +58,7 @@ if [ "$PART" = all ] || [ "$PART" = race ]; then
     src=$MODELS/$preset-bf16-tok
     [ -f "$src/model.safetensors.index.json" ] ||
       "$DS" init --preset "$preset" --dtype bf16 --byte-tokenizer --vocab "$(preset_vocab "$preset")" -o "$src" --seed 1
-    for type in bf16 q8_0 q4_0; do
+    for type in ${RACE_TYPES:-bf16 q8_0 q4_0}; do
       g=$MODELS/$preset-$type.gguf
       [ -f "$g" ] || "$DS" convert -m "$src" --to gguf --type $type -o "$g" 2>/dev/null
       for t in 1 2; do

@@ -437,6 +437,34 @@ DS_TARGET void cvt_q4_0_avx2(float *out, const void *w, int64_t nb) {
     }
 }
 
+// Blocks [b0, b0 + nb) of one Q4_0X8 row group (8 rows interleaved, ds_q4_0_to_x8) to f32:
+// row k of the group goes to out + k * ld. In each block, bytes 16 + 16 g + 4 (lane % 4) + c
+// hold column 4 g + c of lane (low nibble for lanes 0-3, high for 4-7): eight bytes give
+// four columns of two lanes, scaled by those lanes' d.
+DS_TARGET void cvt8_q4_0x8_avx2(float *out, int64_t ld, const void *grp, int64_t b0, int64_t nb) {
+    const unsigned char *p = (const unsigned char *)grp + b0 * 144;
+    const __m128i m4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    const __m256i pair_idx[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
+                                 _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};
+    for (int64_t b = 0; b < nb; b++, p += 144) {
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        __m256 dp[4];
+        for (int k = 0; k < 4; k++) dp[k] = _mm256_permutevar8x32_ps(d, pair_idx[k]);
+        float *o = out + b * 32;
+        for (int g = 0; g < 8; g++) {
+            __m128i q = _mm_loadu_si128((const __m128i *)(p + 16 + 16 * g));
+            __m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
+            __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight);
+            __m128i src[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+            for (int k = 0; k < 4; k++) { // lanes 2k and 2k+1
+                __m256 v = _mm256_mul_ps(dp[k], _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(src[k])));
+                _mm_storeu_ps(o + (2 * k) * ld + 4 * g, _mm256_castps256_ps128(v));
+                _mm_storeu_ps(o + (2 * k + 1) * ld + 4 * g, _mm256_extractf128_ps(v, 1));
+            }
+        }
+    }
+}
+
 DS_TARGET void act_quantize_avx2(const float *x, act_q8 *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / 32; b++, x += 32, y++) {

@@ -298,6 +298,13 @@ static void matmul_tiles_gemm(float *out, const float *inp, const wview *v, int 
     int64_t OUT = v->rows, IN = v->cols;
     for (int64_t r0 = 0; r0 < OUT; r0 += DS_GEMM_TILE_ROWS) {
         int64_t nr = OUT - r0 < DS_GEMM_TILE_ROWS ? OUT - r0 : DS_GEMM_TILE_ROWS;
+#if DS_HAVE_AVX2_KERNELS
+        if (simd && v->dtype == DS_Q4_0X8) { // whole groups of 8 interleaved rows at once
+#pragma omp parallel for schedule(static) if (nr * IN >= PARALLEL_MIN_MACS)
+            for (int64_t g = 0; g < nr / 8; g++)
+                cvt8_q4_0x8_avx2(work + g * 8 * IN, IN, v->data + (r0 / 8 + g) * 8 * v->rowbytes, 0, IN / DS_QBLOCK);
+        } else
+#endif
 #pragma omp parallel for schedule(static) if (nr * IN >= PARALLEL_MIN_MACS)
         for (int64_t i = 0; i < nr; i++) row_cvt(v, r0 + i, 0, IN, work + i * IN, simd);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, (int)nr, (int)IN, 1.0f, inp, (int)IN,
