@@ -397,15 +397,17 @@ DS_TARGET void dot8_q4_0x8_avx2(const void *grp, const act_q8 *x, int64_t nb, fl
     __m256 acc = _mm256_setzero_ps(), corr = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, p += 144) {
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        __m256i isum = _mm256_setzero_si256();
+        // Each maddubs lane is two nibble * int8 products, |.| <= 2 * 15 * 128 = 3840, so the
+        // eight column groups add up in int16 (<= 30720) and widen once per block.
+        __m256i s16 = _mm256_setzero_si256();
         for (int k = 0; k < 8; k++) {
             __m128i raw = _mm_loadu_si128((const __m128i *)(p + 16 + 16 * k));
             __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m15), _mm_and_si128(raw, m15));
             int32_t x4;
             memcpy(&x4, x[b].q + 4 * k, 4);
-            __m256i s16 = _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(s16, ones));
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(w, _mm256_set1_epi32(x4)));
         }
+        __m256i isum = _mm256_madd_epi16(s16, ones);
         acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(x[b].d)), _mm256_cvtepi32_ps(isum), acc);
         corr = _mm256_fmadd_ps(dw, _mm256_set1_ps(x[b].s8), corr);
     }
