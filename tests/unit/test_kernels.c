@@ -97,6 +97,20 @@ static void matmul_case(ds_dtype dt, int64_t OUT, int64_t IN, int offset, ds_rng
                 check_close(out[i], ref[i], mag[i], 1e-5, what);
             }
         }
+    // the server's batch-invariant path: each token of a batch exactly as if it were alone
+    for (int portable = 0; portable < 2; portable++) {
+        kernels_force_portable(portable);
+        float one[300];
+        matmul_forward_rowwise(out, inp, &w.t, 3, work);
+        for (int n = 0; n < 3; n++) {
+            matmul_forward(one, inp + n * IN, &w.t, 1, work);
+            for (int64_t r = 0; r < OUT; r++)
+                if (one[r] != out[n * OUT + r])
+                    fail_msg("%s OUT=%lld IN=%lld portable=%d: rowwise token %d row %lld %.9g vs alone %.9g",
+                             ds_dtype_name(dt), (long long)OUT, (long long)IN, portable, n, (long long)r,
+                             (double)out[n * OUT + r], (double)one[r]);
+        }
+    }
     kernels_force_portable(0);
     free(inp); free(out); free(work); free(ref); free(mag);
     test_weight_free(&w);
