@@ -135,21 +135,22 @@ static double fd_objective(void *vctx) {
     return objective(f->tm, f->inp, f->tgt, f->c);
 }
 
-static void setup_model(param_store *ps, train_model **tm) {
+// The tiny preset with random weights, its trainer, and the fixed batch of make_batch.
+static void setup_model(param_store *ps, train_model **tm, int32_t *inp, int32_t *tgt) {
     ds_config c;
     ds_error err;
     assert_int_equal(ds_preset_config(&c, "tiny", &err), DS_OK);
     assert_int_equal(params_init_random(ps, &c, 3, &err), DS_OK);
     assert_int_equal(train_model_create(tm, ps, B, T, &err), DS_OK);
+    make_batch(inp, tgt, ps->cfg.vocab_size);
 }
 
 static void test_kl_zero_when_policy_is_reference(void **state) {
     (void)state;
     param_store ps;
     train_model *tm;
-    setup_model(&ps, &tm);
     int32_t inp[B * T], tgt[B * T];
-    make_batch(inp, tgt, ps.cfg.vocab_size);
+    setup_model(&ps, &tm, inp, tgt);
     obj_ctx c = {.gp = {.eps_low = 0.2f, .eps_high = 0.2f, .beta = 0.1f}, .adv = {0, 0}, .norm = {0.05f, 0.05f}};
     eval_logp(tm, inp, tgt, c.ref); // reference = the policy itself
     train_loss L = {0};
@@ -175,9 +176,8 @@ static void test_objective_gradient_fd(void **state) {
     (void)state;
     param_store ps;
     train_model *tm;
-    setup_model(&ps, &tm);
     int32_t inp[B * T], tgt[B * T];
-    make_batch(inp, tgt, ps.cfg.vocab_size);
+    setup_model(&ps, &tm, inp, tgt);
     obj_ctx c = {.gp = {.eps_low = 0.2f, .eps_high = 0.28f, .beta = 0.3f, .agg = GRPO_AGG_SEQ}, .adv = {1.3f, -0.7f}};
     float lp[B * T];
     eval_logp(tm, inp, tgt, lp);
@@ -216,9 +216,8 @@ static void test_one_step_moves_logp_by_advantage(void **state) {
     (void)state;
     param_store ps;
     train_model *tm;
-    setup_model(&ps, &tm);
     int32_t inp[B * T], tgt[B * T];
-    make_batch(inp, tgt, ps.cfg.vocab_size);
+    setup_model(&ps, &tm, inp, tgt);
     memcpy(inp + T, inp, sizeof(int32_t) * NP); // same prompt, different completions
     obj_ctx c = {.gp = {.eps_low = 0.2f, .eps_high = 0.2f, .beta = 0, .agg = GRPO_AGG_TOKEN}, .adv = {1, -1}};
     int n_tok = 0;
@@ -255,9 +254,8 @@ static void test_model_view_matches_training_forward(void **state) {
     (void)state;
     param_store ps;
     train_model *tm;
-    setup_model(&ps, &tm);
     int32_t inp[B * T], tgt[B * T];
-    make_batch(inp, tgt, ps.cfg.vocab_size);
+    setup_model(&ps, &tm, inp, tgt);
     for (int t = 0; t + 1 < T; t++) tgt[t] = inp[t + 1]; // sequence 0: targets are the next inputs
     float lp[B * T];
     eval_logp(tm, inp, tgt, lp);
