@@ -116,13 +116,10 @@ static void mla_attend_group(ds_engine *e, const ds_block *b, int layer, const d
     }
     // Work items: (token, block of heads). Blocks of at most ENG_ATTN_HEADS heads for the
     // absorbed form, and at least as many items as threads when there are few tokens (decode).
-    int per_tok = 1;
-    if (naive) per_tok = H;
-    else {
-        per_tok = (H + ENG_ATTN_HEADS - 1) / ENG_ATTN_HEADS;
-        int want = (e->n_threads + g->n - 1) / g->n;
-        if (per_tok < want) per_tok = want < H ? want : H;
-    }
+    // (Each head's result is the same whatever block it is in.)
+    int per_tok = naive ? H : (H + ENG_ATTN_HEADS - 1) / ENG_ATTN_HEADS;
+    int want = (e->n_threads + g->n - 1) / g->n;
+    if (!naive && per_tok < want) per_tok = want < H ? want : H;
     int items = g->n * per_tok;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int p = 0; p < items; p++) {
