@@ -456,12 +456,12 @@ DS_TARGET void cvt_q4_0_avx2(float *out, const void *w, int64_t nb) {
     }
 }
 
-// Blocks [b0, b0 + nb) of one Q4_0X8 row group (8 rows interleaved, ds_q4_0_to_x8) to f32:
+// The nb blocks of one Q4_0X8 row group (8 rows interleaved, ds_q4_0_to_x8) to f32:
 // row k of the group goes to out + k * ld. In each block, bytes 16 + 16 g + 4 (lane % 4) + c
 // hold column 4 g + c of lane (low nibble for lanes 0-3, high for 4-7): eight bytes give
 // four columns of two lanes, scaled by those lanes' d.
-DS_TARGET void cvt8_q4_0x8_avx2(float *out, int64_t ld, const void *grp, int64_t b0, int64_t nb) {
-    const unsigned char *p = (const unsigned char *)grp + b0 * 144;
+DS_TARGET void cvt8_q4_0x8_avx2(float *out, int64_t ld, const void *grp, int64_t nb) {
+    const unsigned char *p = grp;
     const __m128i m4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
     const __m256i pair_idx[4] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
                                  _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)};

@@ -50,8 +50,8 @@ float max_f32_avx2(const float *x, int64_t n);
 void act_quantize_avx2(const float *x, act_q8 *y, int64_t n);
 void cvt_q8_0_avx2(float *out, const void *w, int64_t nb); // nb blocks of 32
 void cvt_q4_0_avx2(float *out, const void *w, int64_t nb);
-// Blocks [b0, b0+nb) of a Q4_0X8 row group: its 8 rows to out + k*ld (k = 0..7).
-void cvt8_q4_0x8_avx2(float *out, int64_t ld, const void *grp, int64_t b0, int64_t nb);
+// The nb blocks of a Q4_0X8 row group: its 8 rows to out + k*ld (k = 0..7).
+void cvt8_q4_0x8_avx2(float *out, int64_t ld, const void *grp, int64_t nb);
 float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb);
 float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb);
 void dot8_q4_0x8_avx2(const void *grp, const act_q8 *x, int64_t nb, float *out);

@@ -302,7 +302,7 @@ static void matmul_tiles_gemm(float *out, const float *inp, const wview *v, int 
         if (simd && v->dtype == DS_Q4_0X8) { // whole groups of 8 interleaved rows at once
 #pragma omp parallel for schedule(static) if (nr * IN >= PARALLEL_MIN_MACS)
             for (int64_t g = 0; g < nr / 8; g++)
-                cvt8_q4_0x8_avx2(work + g * 8 * IN, IN, v->data + (r0 / 8 + g) * 8 * v->rowbytes, 0, IN / DS_QBLOCK);
+                cvt8_q4_0x8_avx2(work + g * 8 * IN, IN, v->data + (r0 / 8 + g) * 8 * v->rowbytes, IN / DS_QBLOCK);
         } else
 #endif
 #pragma omp parallel for schedule(static) if (nr * IN >= PARALLEL_MIN_MACS)
