@@ -59,8 +59,9 @@ int cmd_info(int argc, char **argv) {
     const ds_config *c = &m.cfg;
     if (ctx == 0) ctx = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
     if (ctx > c->max_position_embeddings) {
+        int max_pos = c->max_position_embeddings; // c points into m, which the free clears
         ds_model_free(&m);
-        return cli_usage_error("info", "--ctx %ld exceeds max_position_embeddings %d", ctx, c->max_position_embeddings);
+        return cli_usage_error("info", "--ctx %ld exceeds max_position_embeddings %d", ctx, max_pos);
     }
     ds_model_stats s;
     ds_model_get_stats(&m, &s);

@@ -51,6 +51,8 @@ expect 1 "unknown command" "$DS" frobnicate
 expect 1 "vocabulary" "$DS" generate -m "$M" --ids 0,256 -n 2
 
 expect 3 "config.json" "$DS" info -m "$TMP/nonexistent"
+maxpos=$(sed -n 's/.*"max_position_embeddings":[^0-9]*\([0-9]*\).*/\1/p' "$M/config.json")
+expect 1 "exceeds max_position_embeddings $maxpos " "$DS" info -m "$M" --ctx 100000000
 expect 1 "no MTP layer" "$DS" logits -m "${DS_FIXTURES:-tests/fixtures}/models/tiny-v2" --ids 1,2 --mtp -o "$TMP/x.npy"
 expect 1 "at least 2 ids" "$DS" logits -m "$M" --ids 1 --mtp -o "$TMP/x.npy"
 expect 4 "max_position_embeddings" "$DS" generate -m "$M" --ids 1 -n 1000
