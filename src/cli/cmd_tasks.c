@@ -1,5 +1,5 @@
 // deepseek tasks --task arithmetic|countdown --n N [--seed S] [--difficulty SPEC]
-//                [--split train|eval] [--traces] -o FILE.jsonl
+//                [--split train|eval] [--traces [--cd-trace search|guess]] -o FILE.jsonl
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 static void tasks_usage(FILE *f) {
     fprintf(f,
             "usage: deepseek tasks --task arithmetic|countdown --n N [--seed S] [--difficulty SPEC]\n"
-            "                      [--split train|eval] [--traces] -o FILE.jsonl\n"
+            "                      [--split train|eval] [--traces [--cd-trace search|guess]] -o FILE.jsonl\n"
             "Writes N distinct verifiable-reward problems, one JSON object per line: task, difficulty,\n"
             "prompt, answer (arithmetic) or numbers + target (countdown), split. The same flags give\n"
             "the same bytes. The train and eval splits never share a problem: a problem is in eval\n"
@@ -22,6 +22,9 @@ static void tasks_usage(FILE *f) {
             "  --split S       train (default) or eval\n"
             "  --traces        add \"messages\": the prompt and a step-by-step solution (chat JSONL for\n"
             "                  deepseek sft)\n"
+            "  --cd-trace S    countdown trace style: search (default; a depth-first search showing\n"
+            "                  at most 6 failed steps) or guess (random guesses, each checked against\n"
+            "                  the target, until one reaches it; formats in src/rl/task.h)\n"
             "  -o FILE         output file (written atomically)\n"
             "  --difficulty    comma-separated items; each problem picks an item uniformly, then a\n"
             "                  size uniformly within its range.\n"
@@ -36,6 +39,7 @@ static void tasks_usage(FILE *f) {
 
 int cmd_tasks(int argc, char **argv) {
     const char *task_s = NULL, *n_s = NULL, *seed_s = NULL, *spec_s = NULL, *split_s = NULL, *out = NULL, *v;
+    const char *cd_s = NULL;
     bool traces = false;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -46,6 +50,7 @@ int cmd_tasks(int argc, char **argv) {
         else if ((v = cli_opt(argc, argv, &i, "--seed", &missing))) seed_s = v;
         else if ((v = cli_opt(argc, argv, &i, "--difficulty", &missing))) spec_s = v;
         else if ((v = cli_opt(argc, argv, &i, "--split", &missing))) split_s = v;
+        else if ((v = cli_opt(argc, argv, &i, "--cd-trace", &missing))) cd_s = v;
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing)) || (v = cli_opt(argc, argv, &i, "--output", &missing))) out = v;
         else if (missing) return cli_usage_error("tasks", "%s needs a value", argv[i]);
         else return cli_usage_error("tasks", "unknown option '%s'", argv[i]);
@@ -64,6 +69,9 @@ int cmd_tasks(int argc, char **argv) {
     if (split_s && !task_split_parse(split_s, &split))
         return cli_usage_error("tasks", "--split must be train or eval, not '%s'", split_s);
     if (!out) return cli_usage_error("tasks", "-o FILE is required");
+    task_cd_trace cd_style = TASK_CD_TRACE_SEARCH;
+    if (cd_s && !task_cd_trace_parse(cd_s, &cd_style))
+        return cli_usage_error("tasks", "--cd-trace must be search or guess, not '%s'", cd_s);
 
     ds_error err = {{0}};
     task_spec spec;
@@ -71,7 +79,7 @@ int cmd_tasks(int argc, char **argv) {
     if (st) return cli_usage_error("tasks", "%s", err.msg);
     task_problem *ps = NULL;
     st = task_generate(&spec, (uint64_t)seed, split, (int)n, &ps, &err);
-    if (!st) st = task_write_jsonl(out, ps, (int)n, traces, &err);
+    if (!st) st = task_write_jsonl(out, ps, (int)n, traces, cd_style, &err);
     if (ps) task_problems_free(ps, (int)n);
     if (st) return cli_fail("tasks", st, &err);
     fprintf(stderr, "wrote %ld %s problems (%s split, difficulty %s%s) to %s\n", n, task_kind_name(kind),

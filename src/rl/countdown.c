@@ -158,9 +158,18 @@ bool countdown_draw(ds_rng *r, const task_spec *s, int64_t *nums, int *n, int64_
     return true;
 }
 
-// ---- trace ----
+// ---- traces ----
+//
+// Two styles (task.h documents their text). The search trace is a depth-first search that
+// shows at most CD_TRACE_FAILS failed steps, then only branches that reach the target. The
+// guess trace is a list of guesses: a guess is a walk of moves (combine two of the values
+// left, compare the result with the target, go on with the new list until the target appears
+// or one value is left); the failed guesses are random walks and their number is geometric
+// (each guess is the last with probability 1/4), so neither the count of guesses so far nor
+// their order says when the target comes: only the comparison does. The last guess is drawn
+// uniformly among the walks that reach the target.
 
-enum { CD_TRACE_FAILS = 6, CD_EXPR = 192 };
+enum { CD_TRACE_FAILS = 6, CD_EXPR = 192, CD_GUESS_MAX_FAILS = 24, CD_GUESS_RESAMPLES = 64 };
 #define CD_TRACE_NODES 20000000L
 
 typedef struct {
@@ -172,8 +181,11 @@ typedef struct {
 typedef struct {
     ds_rng rng;
     int64_t target;
-    int fails; // failed steps still allowed to be shown
-    long nodes;
+    int fails;                         // search: failed steps still allowed to be shown
+    long nodes, hits;                  // search budget; guess: reaching walks seen so far
+    cd_move path[TASK_CD_MAX_NUMBERS]; // guess: the walk being enumerated
+    cd_move pick[TASK_CD_MAX_NUMBERS]; // guess: the reaching walk kept (reservoir of one)
+    int pick_len;
     bool too_long; // an expression outgrew CD_EXPR (numbers far beyond the generated ones)
     task_buf *b;
 } cd_ctx;
@@ -190,6 +202,8 @@ static void cd_combine(cd_ctx *c, const cd_val *x, char op, const cd_val *y, int
     out->v = v;
     out->top = op;
 }
+
+// ---- search trace ----
 
 static void cd_step_line(cd_ctx *c, const cd_move *m, const cd_val *vals, const int64_t *child, int nc) {
     task_buf_printf(c->b, "%lld %c %lld = %lld, left", (long long)vals[m->hi].v, m->op, (long long)vals[m->lo].v,
@@ -235,7 +249,117 @@ static int cd_trace_rec(cd_ctx *c, const cd_val *vals, int n, bool on_path) {
     return 0;
 }
 
-ds_status countdown_trace(const task_problem *p, char **out, ds_error *err) {
+// ---- guess trace ----
+
+// A uniformly random walk from v[0..n); true when it reaches the target (m[0..*len) the moves).
+static bool cd_walk_random(cd_ctx *c, const int64_t *v0, int n, cd_move *m, int *len) {
+    int64_t v[TASK_CD_MAX_NUMBERS];
+    memcpy(v, v0, (size_t)n * sizeof *v);
+    for (*len = 0; n >= 2;) {
+        cd_move all[CD_MAX_MOVES];
+        int k = cd_moves(v, n, all); // >= 1: a sum always exists
+        m[(*len)++] = all[task_rng_below(&c->rng, (uint32_t)k)];
+        int64_t child[TASK_CD_MAX_NUMBERS];
+        n = cd_child(v, n, &m[*len - 1], child);
+        if (m[*len - 1].v == c->target) return true;
+        memcpy(v, child, (size_t)n * sizeof *v);
+    }
+    return false;
+}
+
+// Every walk from v[0..n): keeps a uniform choice among those that reach the target.
+// 0 done, -1 out of search nodes.
+static int cd_walk_enum(cd_ctx *c, const int64_t *v, int n, int depth) {
+    if (--c->nodes < 0) return -1;
+    cd_move m[CD_MAX_MOVES];
+    int k = cd_moves(v, n, m);
+    for (int i = 0; i < k; i++) {
+        c->path[depth] = m[i];
+        int64_t child[TASK_CD_MAX_NUMBERS];
+        int nc = cd_child(v, n, &m[i], child);
+        if (m[i].v == c->target) {
+            if (task_rng_below(&c->rng, (uint32_t)++c->hits) == 0) {
+                memcpy(c->pick, c->path, (size_t)(depth + 1) * sizeof *c->pick);
+                c->pick_len = depth + 1;
+            }
+        } else if (nc >= 2 && cd_walk_enum(c, child, nc, depth + 1) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// One guess line: "7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes"; for a reaching
+// walk, out gets its expression.
+static void cd_walk_write(cd_ctx *c, const cd_val *vals0, int n, const cd_move *m, int len, cd_val *out) {
+    cd_val vals[TASK_CD_MAX_NUMBERS];
+    memcpy(vals, vals0, (size_t)n * sizeof *vals);
+    for (int s = 0; s < len; s++) {
+        cd_val child[TASK_CD_MAX_NUMBERS];
+        cd_combine(c, &vals[m[s].hi], m[s].op, &vals[m[s].lo], m[s].v, &child[0]);
+        int nc = 1;
+        for (int t = 0; t < n; t++)
+            if (t != m[s].hi && t != m[s].lo) child[nc++] = vals[t];
+        task_buf_printf(c->b, "%s%lld %c %lld = %lld vs %lld", s ? ", " : "", (long long)vals[m[s].hi].v, m[s].op,
+                        (long long)vals[m[s].lo].v, (long long)m[s].v, (long long)c->target);
+        if (m[s].v == c->target) {
+            task_buf_put(c->b, ", yes\n");
+            if (out) *out = child[0];
+            return;
+        }
+        if (nc == 1) break;
+        task_buf_put(c->b, ", left");
+        for (int t = 0; t < nc; t++) task_buf_printf(c->b, " %lld", (long long)child[t].v);
+        memcpy(vals, child, (size_t)nc * sizeof *vals);
+        n = nc;
+    }
+    task_buf_put(c->b, ", no\n");
+}
+
+// The search trace after its header: 1 found, 0 no solution, -1 out of search nodes.
+static int cd_trace_search(cd_ctx *c, const cd_val *vals, int n) {
+    task_buf_put(c->b, "numbers");
+    for (int i = 0; i < n; i++) task_buf_printf(c->b, " %lld", (long long)vals[i].v);
+    task_buf_printf(c->b, ", target %lld\n", (long long)c->target);
+    for (int i = 0; i < n; i++)
+        if (vals[i].v == c->target) {
+            task_buf_printf(c->b, "found: %s = %lld\n</think>\n\n\\boxed{%s}", vals[i].expr, (long long)c->target,
+                            vals[i].expr);
+            return 1;
+        }
+    return cd_trace_rec(c, vals, n, true);
+}
+
+// The guess trace after "<think>\n": 1 found, 0 no solution, -1 out of search nodes.
+static int cd_trace_guess(cd_ctx *c, const cd_val *vals, int n) {
+    task_buf_printf(c->b, "target %lld\n", (long long)c->target);
+    int64_t v[TASK_CD_MAX_NUMBERS];
+    for (int i = 0; i < n; i++) v[i] = vals[i].v;
+    for (int i = 0; i < n; i++)
+        if (v[i] == c->target) {
+            task_buf_printf(c->b, "%lld vs %lld, yes\n</think>\n\n\\boxed{%s}", (long long)v[i], (long long)c->target,
+                            vals[i].expr);
+            return 1;
+        }
+    if (n < 2) return 0;
+    if (cd_walk_enum(c, v, n, 0) < 0) return -1;
+    if (c->hits == 0) return 0;
+    int fails = 0;
+    while (fails < CD_GUESS_MAX_FAILS && task_rng_below(&c->rng, 4) != 0) fails++;
+    for (int f = 0; f < fails; f++) {
+        cd_move m[TASK_CD_MAX_NUMBERS];
+        int len = 0, tries = 0;
+        while (tries++ < CD_GUESS_RESAMPLES && cd_walk_random(c, v, n, m, &len)) {}
+        if (tries > CD_GUESS_RESAMPLES) break; // (nearly) every walk reaches the target
+        cd_walk_write(c, vals, n, m, len, NULL);
+    }
+    cd_val res;
+    cd_walk_write(c, vals, n, c->pick, c->pick_len, &res);
+    task_buf_printf(c->b, "</think>\n\n\\boxed{%s}", res.expr);
+    return 1;
+}
+
+ds_status countdown_trace(const task_problem *p, task_cd_trace style, char **out, ds_error *err) {
     *out = NULL;
     if (p->kind != TASK_COUNTDOWN || p->n_numbers < 1 || p->n_numbers > TASK_CD_MAX_NUMBERS)
         return ds_error_set(err, DS_ERR_ARG, "countdown trace: not a countdown problem with 1-%d numbers",
@@ -245,22 +369,16 @@ ds_status countdown_trace(const task_problem *p, char **out, ds_error *err) {
     cd_ctx c = {.target = p->target, .fails = CD_TRACE_FAILS, .nodes = CD_TRACE_NODES, .b = &b};
     ds_rng_seed(&c.rng, task_fnv1a64(task_canonical(p, canon, sizeof canon)), 0xcd);
     cd_val vals[TASK_CD_MAX_NUMBERS];
-    int found = -2;
-    task_buf_put(&b, "<think>\nnumbers");
+    bool positive = true; // the moves only make positive values
     for (int i = 0; i < p->n_numbers; i++) {
         vals[i] = (cd_val){.v = p->numbers[i]};
         snprintf(vals[i].expr, sizeof vals[i].expr, "%lld", (long long)p->numbers[i]);
-        task_buf_printf(&b, " %lld", (long long)p->numbers[i]);
-        if (p->numbers[i] < 1) found = 0; // the search only makes positive values
+        if (p->numbers[i] < 1) positive = false;
     }
-    task_buf_printf(&b, ", target %lld\n", (long long)p->target);
-    for (int i = 0; i < p->n_numbers && found == -2; i++)
-        if (p->numbers[i] == p->target) {
-            task_buf_printf(&b, "found: %s = %lld\n</think>\n\n\\boxed{%s}", vals[i].expr, (long long)p->target,
-                            vals[i].expr);
-            found = 1;
-        }
-    if (found == -2) found = cd_trace_rec(&c, vals, p->n_numbers, true);
+    task_buf_put(&b, "<think>\n");
+    int found = !positive ? 0
+                : style == TASK_CD_TRACE_GUESS ? cd_trace_guess(&c, vals, p->n_numbers)
+                                               : cd_trace_search(&c, vals, p->n_numbers);
     ds_status st = DS_OK;
     if (b.oom) st = ds_error_set(err, DS_ERR_OOM, "countdown trace: out of memory");
     else if (found < 0) st = ds_error_set(err, DS_ERR_LIMIT, "countdown trace: search too large for '%s'", p->prompt);

@@ -28,4 +28,4 @@ int countdown_solvable(const int64_t *v, int n, int64_t target, long *nodes);
 // solution (countdown_solvable), which the trace needs.
 bool countdown_draw(ds_rng *r, const task_spec *spec, int64_t *numbers, int *n, int64_t *target);
 
-ds_status countdown_trace(const task_problem *p, char **out, ds_error *err);
+ds_status countdown_trace(const task_problem *p, task_cd_trace style, char **out, ds_error *err);

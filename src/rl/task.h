@@ -138,15 +138,30 @@ ds_status task_generate(const task_spec *spec, uint64_t seed, task_split split, 
 // "partial 2: 0"), then the partials added left to right in the add format (partial 1 +
 // partial 2, that sum + partial 3, ...), each addition followed by "sum: S"; the last sum is
 // the answer.
-// countdown: "numbers 3 7 25 2, target 51", then a depth-first search that combines two of
+// countdown, two styles (task_cd_trace):
+// search: "numbers 3 7 25 2, target 51", then a depth-first search that combines two of
 // the numbers left at a time: "25 - 3 = 22, left 22 7 2" (larger operand first; the result,
 // then the untouched numbers in order; only positive integer results; no *1 or /1), a dead
 // end or an abandoned branch is closed by "no, back" (back to the list before the last open
 // step), and the step that makes the target is followed by "found: (25-3)*2+7 = 51" (minimal
 // parentheses). The order of tries is a shuffle seeded by the problem's hash; at most 6
 // failed steps are shown, after which only branches that reach the target are taken.
+// guess: "target 30", then guesses, one per line, each a walk that combines two of the
+// values left at a time (the prompt's numbers at first) and writes each result next to the
+// target, so that the check is a comparison of neighbours:
+// "9 + 7 = 16 vs 30, left 16 3, 16 - 3 = 13 vs 30, no" (same moves and lists as the search).
+// A walk stops with ", yes" as soon as a result is the target and with ", no" when one value
+// is left. The failed guesses are random walks, as many as a geometric draw gives (each guess
+// is the last with probability 1/4, at most 24 failures), so the only cue for "yes" is the
+// comparison; the last guess is drawn uniformly among the walks that reach the target. The
+// answer is that walk's expression with minimal parentheses:
+// "7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes" -> \boxed{7*3+9}. All draws are
+// seeded by the problem's hash.
 // Fails for a problem without operands / with no integer-only solution.
-ds_status task_trace(const task_problem *p, char **out, ds_error *err);
+typedef enum { TASK_CD_TRACE_SEARCH, TASK_CD_TRACE_GUESS } task_cd_trace;
+// "search" | "guess" -> style; false for anything else.
+bool task_cd_trace_parse(const char *s, task_cd_trace *out);
+ds_status task_trace(const task_problem *p, task_cd_trace cd_style, char **out, ds_error *err);
 
 // Reads problems written by task_write_jsonl, or hand-written lines with only "task",
 // "prompt" and "answer" (an integer: a string, or a JSON number up to 2^53) or "numbers" (1-6
@@ -154,5 +169,7 @@ ds_status task_trace(const task_problem *p, char **out, ds_error *err);
 // "custom", "split" to the hash rule; other keys are ignored; blank lines are skipped.
 // Errors name "path:line" and the key. An empty file is an error.
 ds_status task_load_jsonl(const char *path, task_problem **out, int *n, ds_error *err);
-// Writes problems one JSON object per line (atomically); with traces, the "messages" key.
-ds_status task_write_jsonl(const char *path, const task_problem *ps, int n, bool traces, ds_error *err);
+// Writes problems one JSON object per line (atomically); with traces, the "messages" key
+// (countdown traces in cd_style).
+ds_status task_write_jsonl(const char *path, const task_problem *ps, int n, bool traces, task_cd_trace cd_style,
+                           ds_error *err);

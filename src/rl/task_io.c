@@ -41,12 +41,13 @@ static cJSON *task_to_json(const task_problem *p, const char *trace) {
     return o;
 }
 
-ds_status task_write_jsonl(const char *path, const task_problem *ps, int n, bool traces, ds_error *err) {
+ds_status task_write_jsonl(const char *path, const task_problem *ps, int n, bool traces, task_cd_trace cd_style,
+                           ds_error *err) {
     file_atomic w;
     ds_status st = file_atomic_open(&w, path, err);
     for (int i = 0; !st && i < n; i++) {
         char *trace = NULL, *line = NULL;
-        if (traces) st = task_trace(&ps[i], &trace, err);
+        if (traces) st = task_trace(&ps[i], cd_style, &trace, err);
         cJSON *o = st ? NULL : task_to_json(&ps[i], trace);
         if (!st && !(o && (line = cJSON_PrintUnformatted(o)))) st = ds_error_set(err, DS_ERR_OOM, "%s: out of memory", path);
         if (!st) st = file_atomic_write(&w, line, strlen(line), err);

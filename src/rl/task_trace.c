@@ -159,7 +159,14 @@ static ds_status tr_arith(const task_problem *p, char **out, ds_error *err) {
     return DS_OK;
 }
 
-ds_status task_trace(const task_problem *p, char **out, ds_error *err) {
+bool task_cd_trace_parse(const char *s, task_cd_trace *out) {
+    if (!strcmp(s, "search")) *out = TASK_CD_TRACE_SEARCH;
+    else if (!strcmp(s, "guess")) *out = TASK_CD_TRACE_GUESS;
+    else return false;
+    return true;
+}
+
+ds_status task_trace(const task_problem *p, task_cd_trace cd_style, char **out, ds_error *err) {
     *out = NULL;
-    return p->kind == TASK_COUNTDOWN ? countdown_trace(p, out, err) : tr_arith(p, out, err);
+    return p->kind == TASK_COUNTDOWN ? countdown_trace(p, cd_style, out, err) : tr_arith(p, out, err);
 }

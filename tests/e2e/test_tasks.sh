@@ -42,6 +42,15 @@ done
 grep -q '"difficulty":"cd-3"' "$C" && grep -q '"difficulty":"cd-4"' "$C" || fail "countdown labels cd-3 and cd-4 missing"
 "$DS" tasks --task countdown --n 40 --seed 1 --difficulty n:3-4,max:30 --traces -o "$TMP/c2.jsonl" 2>/dev/null
 cmp -s "$C" "$TMP/c2.jsonl" || fail "countdown traces differ between runs"
+# the guess style: same problems, every reply a list of checked guesses ending in one "yes"
+G=$TMP/g.jsonl
+"$DS" tasks --task countdown --n 40 --seed 1 --difficulty n:3-4,max:30 --traces --cd-trace guess -o "$G" 2>/dev/null ||
+  fail "countdown --cd-trace guess"
+[ "$(grep -c -F '{"role":"assistant","content":"<think>\ntarget ' "$G")" -eq 40 ] || fail "guess traces lack the target line"
+[ "$(grep -c -F ', yes\n</think>\n\n\\boxed{' "$G")" -eq 40 ] || fail "not every guess trace ends in a yes and a box"
+cut -d'"' -f1-20 "$C" | cmp -s - "$(cut -d'"' -f1-20 "$G" >"$TMP/g.head"; echo "$TMP/g.head")" ||
+  fail "--cd-trace changed the problems, not only the traces"
+expect 1 "--cd-trace must be search or guess" "$DS" tasks --task countdown --n 5 --traces --cd-trace dfs -o "$TMP/x.jsonl"
 "$DS" tasks --task arithmetic --n 5 --traces -o "$TMP/t.jsonl" 2>/dev/null || fail "default difficulty"
 grep -q 'carry' "$TMP/t.jsonl" || fail "arithmetic traces lack carry lines"
 "$DS" tasks --help | grep -q "mul:AxB" || fail "--help does not document the difficulty syntax"

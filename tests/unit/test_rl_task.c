@@ -124,8 +124,8 @@ static void test_determinism(void **state) {
         assert_true(differ > n / 2);
         ds_error err;
         for (int t = 0; t < 2; t++) { // byte-identical files, with and without traces
-            assert_int_equal(task_write_jsonl(tpath("d1.jsonl"), a, n, t, &err), DS_OK);
-            assert_int_equal(task_write_jsonl(tpath("d2.jsonl"), b, n, t, &err), DS_OK);
+            assert_int_equal(task_write_jsonl(tpath("d1.jsonl"), a, n, t, TASK_CD_TRACE_SEARCH, &err), DS_OK);
+            assert_int_equal(task_write_jsonl(tpath("d2.jsonl"), b, n, t, TASK_CD_TRACE_SEARCH, &err), DS_OK);
             size_t n1, n2;
             char *f1 = slurp(tpath("d1.jsonl"), &n1), *f2 = slurp(tpath("d2.jsonl"), &n2);
             assert_true(n1 > 0 && n1 == n2);
@@ -275,13 +275,76 @@ static void test_countdown_problems(void **state) {
     task_problems_free(ps, n);
 }
 
+// One guess line "7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes": every step combines two values of
+// the current list (larger first, a positive whole result), "left" is the result then the
+// untouched values in order, "yes" exactly when a result is the target, "no" only once one
+// value is left. *steps counts steps, *yes the "yes" lines (which must be the last guess).
+static void check_cd_guess(const task_problem *p, const char *line, int *steps, int *yes) {
+    long long v[8], target = p->target, a, b, r, vs;
+    int n = p->n_numbers, used;
+    for (int i = 0; i < n; i++) v[i] = p->numbers[i];
+    char op;
+    assert_int_equal(*yes, 0);
+    const char *l = line;
+    for (;;) {
+        assert_int_equal(sscanf(l, "%lld %c %lld = %lld vs %lld%n", &a, &op, &b, &r, &vs, &used), 5);
+        assert_true(vs == target);
+        l += used;
+        (*steps)++;
+        assert_true(a >= b && r > 0);
+        assert_true(op == '+' ? a + b == r : op == '-' ? a - b == r : op == '*' ? a * b == r : a == r * b);
+        int ia = -1, ib = -1;
+        for (int i = 0; i < n; i++)
+            if (ia < 0 && v[i] == a) ia = i;
+        for (int i = 0; i < n; i++)
+            if (ib < 0 && i != ia && v[i] == b) ib = i;
+        assert_true(ia >= 0 && ib >= 0);
+        long long w[8];
+        int m = 0;
+        w[m++] = r;
+        for (int i = 0; i < n; i++)
+            if (i != ia && i != ib) w[m++] = v[i];
+        if (r == target) {
+            assert_string_equal(l, ", yes");
+            (*yes)++;
+            return;
+        }
+        if (m == 1) {
+            assert_string_equal(l, ", no");
+            return;
+        }
+        assert_int_equal(strncmp(l, ", left", 6), 0);
+        l += 6;
+        // the result, then the other values in order: with equal values, which copy a step
+        // took is not visible, so the rest is compared as a multiset
+        long long x, got[8], left[8];
+        assert_int_equal(sscanf(l, " %lld%n", &x, &used), 1);
+        assert_true(x == r);
+        l += used;
+        for (int i = 1; i < m; i++, l += used) assert_int_equal(sscanf(l, " %lld%n", &got[i], &used), 1);
+        memcpy(left, got, sizeof got);
+        for (int i = 1; i < m; i++) {
+            int j = 1;
+            while (j < m && got[j] != w[i]) j++;
+            assert_true(j < m);
+            got[j] = -1;
+        }
+        memcpy(w + 1, left + 1, (size_t)(m - 1) * sizeof *w); // the next step reads the list as written
+        assert_int_equal(strncmp(l, ", ", 2), 0);
+        l += 2;
+        memcpy(v, w, sizeof w);
+        n = m;
+    }
+}
+
 // The local arithmetic of every step line of a trace.
-static void check_lines(const char *trace, task_kind kind) {
+static void check_lines(const char *trace, const task_problem *p, task_cd_trace style) {
+    task_kind kind = p->kind;
     char *copy = strdup(trace), *save = NULL, prev[80] = "", opnd[2][40] = {"", ""};
-    int backs = 0, steps = 0, cont = 0, after_step = 0;
+    int backs = 0, yes = 0, steps = 0, cont = 0, after_step = 0;
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
         int x, y, c, s, w, o, t;
-        long long a, b, r;
+        long long a;
         char op, xs[40], ys[40];
         if (kind == TASK_ARITHMETIC) {
             // "473 + 92" right after a step line: each operand is the one above without its last
@@ -320,40 +383,58 @@ static void check_lines(const char *trace, task_kind kind) {
                 assert_true(x - y - c == s && s < 0 && t == s + 10 && w == t && o == 1);
             else if (sscanf(l, "%d - %d - %d = %d, write %d, borrow %d", &x, &y, &c, &s, &w, &o) == 6)
                 assert_true(x - y - c == s && s >= 0 && w == s && o == 0);
-        } else if (sscanf(l, "%lld %c %lld = %lld, left", &a, &op, &b, &r) == 4) {
-            steps++;
-            assert_true(a >= b);
-            assert_true(op == '+' ? a + b == r : op == '-' ? a - b == r : op == '*' ? a * b == r : a == r * b);
-            assert_true(r > 0);
-        } else if (!strcmp(l, "no, back")) {
-            backs++;
+        } else if (style == TASK_CD_TRACE_SEARCH) {
+            long long b, r;
+            if (sscanf(l, "%lld %c %lld = %lld, left", &a, &op, &b, &r) == 4) {
+                steps++;
+                assert_true(a >= b);
+                assert_true(op == '+' ? a + b == r : op == '-' ? a - b == r : op == '*' ? a * b == r : a == r * b);
+                assert_true(r > 0);
+            } else if (!strcmp(l, "no, back")) {
+                backs++;
+            }
+        } else if (!strcmp(l, "<think>")) {
+            continue;
+        } else if (!after_step) {
+            assert_int_equal(sscanf(l, "target %lld", &a), 1);
+            assert_true(a == p->target);
+            after_step = 1;
+        } else if (!strcmp(l, "</think>")) {
+            break;
+        } else {
+            check_cd_guess(p, l, &steps, &yes);
         }
     }
-    if (kind == TASK_COUNTDOWN) {
+    if (kind == TASK_COUNTDOWN && style == TASK_CD_TRACE_SEARCH) {
         assert_true(backs <= 6);
         assert_true(steps >= 1);
         assert_non_null(strstr(trace, "\nfound: "));
+    } else if (kind == TASK_COUNTDOWN) {
+        assert_true(steps >= 1);
+        assert_int_equal(yes, 1); // exactly one guess says "yes", and it is the last
     }
     free(copy);
 }
 
+// Every trace of n generated problems (both countdown styles) scores 1 and passes check_lines.
 static void traces_for(task_kind k, const char *spec, int n, uint64_t seed) {
     task_problem *ps = gen(k, spec, seed, seed % 3 ? TASK_SPLIT_TRAIN : TASK_SPLIT_EVAL, n);
-    for (int i = 0; i < n; i++) {
-        char *t = NULL;
-        ds_error err = {{0}};
-        ds_status st = task_trace(&ps[i], &t, &err);
-        if (st) print_error("%s: %s\n", ps[i].prompt, err.msg);
-        assert_int_equal(st, DS_OK);
-        assert_true(!strncmp(t, "<think>\n", 8));
-        assert_non_null(strstr(t, "\n</think>\n\n\\boxed{"));
-        reward_result r;
-        reward_score(&ps[i], t, NULL, &r);
-        if (r.accuracy != 1.0f || r.format != 1.0f) print_error("%s\n%s\n", ps[i].prompt, t);
-        assert_true(r.accuracy == 1.0f && r.format == 1.0f);
-        check_lines(t, k);
-        free(t);
-    }
+    for (int style = 0; style < (k == TASK_COUNTDOWN ? 2 : 1); style++)
+        for (int i = 0; i < n; i++) {
+            char *t = NULL;
+            ds_error err = {{0}};
+            ds_status st = task_trace(&ps[i], (task_cd_trace)style, &t, &err);
+            if (st) print_error("%s: %s\n", ps[i].prompt, err.msg);
+            assert_int_equal(st, DS_OK);
+            assert_true(!strncmp(t, "<think>\n", 8));
+            assert_non_null(strstr(t, "\n</think>\n\n\\boxed{"));
+            reward_result r;
+            reward_score(&ps[i], t, NULL, &r);
+            if (r.accuracy != 1.0f || r.format != 1.0f) print_error("%s\n%s\n", ps[i].prompt, t);
+            assert_true(r.accuracy == 1.0f && r.format == 1.0f);
+            check_lines(t, &ps[i], (task_cd_trace)style);
+            free(t);
+        }
     task_problems_free(ps, n);
 }
 
@@ -381,19 +462,19 @@ static void test_trace_examples(void **state) {
     char *t;
     ds_error err;
     task_problem add = {.kind = TASK_ARITHMETIC, .op = '+', .a = 4738, .b = 925, .prompt = "p", .answer = "5663"};
-    assert_int_equal(task_trace(&add, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&add, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_string_equal(t, "<think>\n4738 + 925\n8 + 5 + 0 = 13, write 3, carry 1, result 3\n"
                            "473 + 92\n3 + 2 + 1 = 6, write 6, carry 0, result 63\n"
                            "47 + 9\n7 + 9 + 0 = 16, write 6, carry 1, result 663\n"
                            "4 + 0\n4 + 0 + 1 = 5, write 5, carry 0, result 5663\n</think>\n\n\\boxed{5663}");
     free(t);
     task_problem carry = {.kind = TASK_ARITHMETIC, .op = '+', .a = 95, .b = 7, .prompt = "p", .answer = "102"};
-    assert_int_equal(task_trace(&carry, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&carry, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_non_null(strstr(t, "9 + 0\n9 + 0 + 1 = 10, write 0, carry 1, result 02\n"
                               "0 + 0\n0 + 0 + 1 = 1, write 1, carry 0, result 102\n</think>"));
     free(t);
     task_problem sub = {.kind = TASK_ARITHMETIC, .op = '-', .a = 925, .b = 4738, .prompt = "p", .answer = "-3813"};
-    assert_int_equal(task_trace(&sub, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&sub, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_string_equal(t, "<think>\n925 < 4738, so compute 4738 - 925 and negate\n"
                            "4738 - 925\n8 - 5 - 0 = 3, write 3, borrow 0, result 3\n"
                            "473 - 92\n3 - 2 - 0 = 1, write 1, borrow 0, result 13\n"
@@ -402,17 +483,17 @@ static void test_trace_examples(void **state) {
                            "negate: -3813\n</think>\n\n\\boxed{-3813}");
     free(t);
     task_problem zero = {.kind = TASK_ARITHMETIC, .op = '-', .a = 401, .b = 400, .prompt = "p", .answer = "1"};
-    assert_int_equal(task_trace(&zero, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&zero, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_non_null(strstr(t, "4 - 4 - 0 = 0, write 0, borrow 0, result 001\ndrop leading zeros: 1\n</think>"));
     free(t);
     task_problem mul1 = {.kind = TASK_ARITHMETIC, .op = '*', .a = 83, .b = 2, .prompt = "p", .answer = "166"};
-    assert_int_equal(task_trace(&mul1, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&mul1, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_string_equal(t, "<think>\n83 * 2\n3 * 2 + 0 = 6, write 6, carry 0, result 6\n"
                            "8 * 2\n8 * 2 + 0 = 16, write 6, carry 1, result 66\n"
                            "0 * 2\n0 * 2 + 1 = 1, write 1, carry 0, result 166\n</think>\n\n\\boxed{166}");
     free(t);
     task_problem mul = {.kind = TASK_ARITHMETIC, .op = '*', .a = 4738, .b = 25, .prompt = "p", .answer = "118450"};
-    assert_int_equal(task_trace(&mul, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&mul, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_string_equal(t, "<think>\n4738 * 25\n"
                            "4738 * 5\n8 * 5 + 0 = 40, write 0, carry 4, result 0\n"
                            "473 * 5\n3 * 5 + 4 = 19, write 9, carry 1, result 90\n"
@@ -432,27 +513,50 @@ static void test_trace_examples(void **state) {
     free(t);
     task_problem wrong = add;
     wrong.answer = "5664";
-    assert_int_equal(task_trace(&wrong, &t, &err), DS_ERR_ARG);
+    assert_int_equal(task_trace(&wrong, TASK_CD_TRACE_SEARCH, &t, &err), DS_ERR_ARG);
     assert_null(t);
 
-    // countdown: a failed step, the found line; a given number that is the target; unsolvable
-    task_problem cd = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 2, .numbers = {3, 4}, .target = 7};
-    assert_int_equal(task_trace(&cd, &t, &err), DS_OK);
+    // countdown, search: a failed step, the found line; a given number that is the target
+    task_problem cd2 = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 2, .numbers = {3, 4}, .target = 7};
+    assert_int_equal(task_trace(&cd2, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_string_equal(t, "<think>\nnumbers 3 4, target 7\n4 - 3 = 1, left 1\nno, back\n4 + 3 = 7, left 7\n"
                            "found: 4+3 = 7\n</think>\n\n\\boxed{4+3}");
     free(t);
     task_problem given = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 2, .numbers = {3, 7}, .target = 7};
-    assert_int_equal(task_trace(&given, &t, &err), DS_OK);
+    assert_int_equal(task_trace(&given, TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_string_equal(t, "<think>\nnumbers 3 7, target 7\nfound: 7 = 7\n</think>\n\n\\boxed{7}");
     free(t);
-    task_problem none = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 2, .numbers = {2, 3}, .target = 100};
-    assert_int_equal(task_trace(&none, &t, &err), DS_ERR_ARG);
-    assert_non_null(strstr(err.msg, "no solution"));
-    assert_null(t);
-    task_problem parens = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 3, .numbers = {2, 3, 4}, .target = 20};
-    assert_int_equal(task_trace(&parens, &t, &err), DS_OK);
-    assert_int_equal(reward_accuracy(&parens, t), 1);
+    // countdown, guess: failed guesses (the seeded count and walks of this problem), then the
+    // reaching one; one that reaches the target in its first step; a given number
+    task_problem cd = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 3, .numbers = {3, 7, 9}, .target = 30};
+    assert_int_equal(task_trace(&cd, TASK_CD_TRACE_GUESS, &t, &err), DS_OK);
+    assert_string_equal(t, "<think>\ntarget 30\n"
+                           "9 + 7 = 16 vs 30, left 16 3, 16 - 3 = 13 vs 30, no\n"
+                           "9 - 3 = 6 vs 30, left 6 7, 7 - 6 = 1 vs 30, no\n"
+                           "7 + 3 = 10 vs 30, left 10 9, 10 + 9 = 19 vs 30, no\n"
+                           "7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes\n</think>\n\n\\boxed{7*3+9}");
     free(t);
+    task_problem two = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 3, .numbers = {5, 8, 2}, .target = 6};
+    assert_int_equal(task_trace(&two, TASK_CD_TRACE_GUESS, &t, &err), DS_OK);
+    assert_string_equal(t, "<think>\ntarget 6\n8 + 2 = 10 vs 6, left 10 5, 10 / 5 = 2 vs 6, no\n"
+                           "8 - 2 = 6 vs 6, yes\n</think>\n\n\\boxed{8-2}");
+    free(t);
+    assert_int_equal(task_trace(&given, TASK_CD_TRACE_GUESS, &t, &err), DS_OK);
+    assert_string_equal(t, "<think>\ntarget 7\n7 vs 7, yes\n</think>\n\n\\boxed{7}");
+    free(t);
+    // unsolvable (both styles); parentheses
+    task_problem none = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 2, .numbers = {2, 3}, .target = 100};
+    for (int style = 0; style < 2; style++) {
+        assert_int_equal(task_trace(&none, (task_cd_trace)style, &t, &err), DS_ERR_ARG);
+        assert_non_null(strstr(err.msg, "no solution"));
+        assert_null(t);
+    }
+    task_problem parens = {.kind = TASK_COUNTDOWN, .prompt = "p", .n_numbers = 3, .numbers = {2, 3, 4}, .target = 20};
+    for (int style = 0; style < 2; style++) {
+        assert_int_equal(task_trace(&parens, (task_cd_trace)style, &t, &err), DS_OK);
+        assert_int_equal(reward_accuracy(&parens, t), 1);
+        free(t);
+    }
 }
 
 static void write_text(const char *path, const char *s) { write_bytes(path, s, strlen(s)); }
@@ -464,7 +568,7 @@ static void test_jsonl_roundtrip(void **state) {
         task_problem *ps = gen((task_kind)k, k ? "n:3-4" : "add:1-3,sub:3,mul:2x2", 21, TASK_SPLIT_EVAL, n), *back;
         int nb;
         ds_error err = {{0}};
-        assert_int_equal(task_write_jsonl(tpath("rt.jsonl"), ps, n, true, &err), DS_OK);
+        assert_int_equal(task_write_jsonl(tpath("rt.jsonl"), ps, n, true, TASK_CD_TRACE_SEARCH, &err), DS_OK);
         assert_int_equal(task_load_jsonl(tpath("rt.jsonl"), &back, &nb, &err), DS_OK);
         assert_int_equal(nb, n);
         same_problems(ps, back, n);
@@ -504,22 +608,22 @@ static void test_jsonl_handwritten(void **state) {
     assert_int_equal(ps[4].split, TASK_SPLIT_EVAL);
 
     char *t;
-    assert_int_equal(task_trace(&ps[0], &t, &err), DS_OK);
+    assert_int_equal(task_trace(&ps[0], TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_int_equal(reward_accuracy(&ps[0], t), 1);
     free(t);
-    assert_int_equal(task_trace(&ps[1], &t, &err), DS_ERR_ARG); // no operands: scored, not traced
+    assert_int_equal(task_trace(&ps[1], TASK_CD_TRACE_SEARCH, &t, &err), DS_ERR_ARG); // no operands: scored, not traced
     assert_int_equal(reward_accuracy(&ps[1], "r</think>\\boxed{4}"), 1);
     // a file with traces cannot be written for it: nothing is left behind
-    assert_int_equal(task_write_jsonl(tpath("notrace.jsonl"), ps, 2, true, &err), DS_ERR_ARG);
+    assert_int_equal(task_write_jsonl(tpath("notrace.jsonl"), ps, 2, true, TASK_CD_TRACE_SEARCH, &err), DS_ERR_ARG);
     assert_int_equal(access(tpath("notrace.jsonl"), F_OK), -1);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -q 'notrace.jsonl.tmp'", g_dir);
     assert_int_not_equal(system(cmd), 0);
-    assert_int_equal(task_write_jsonl(tpath("notrace.jsonl"), ps, 2, false, &err), DS_OK);
-    assert_int_equal(task_trace(&ps[2], &t, &err), DS_OK);
+    assert_int_equal(task_write_jsonl(tpath("notrace.jsonl"), ps, 2, false, TASK_CD_TRACE_SEARCH, &err), DS_OK);
+    assert_int_equal(task_trace(&ps[2], TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_non_null(strstr(t, "\\boxed{-7}"));
     free(t);
-    assert_int_equal(task_trace(&ps[3], &t, &err), DS_OK);
+    assert_int_equal(task_trace(&ps[3], TASK_CD_TRACE_SEARCH, &t, &err), DS_OK);
     assert_int_equal(reward_accuracy(&ps[3], t), 1);
     free(t);
     task_problems_free(ps, n);
@@ -578,7 +682,7 @@ static void test_jsonl_malformed(void **state) {
     assert_non_null(strstr(err.msg, "no problems"));
     assert_int_equal(task_load_jsonl(tpath("missing.jsonl"), &ps, &n, &err), DS_ERR_IO);
     assert_non_null(strstr(err.msg, "missing.jsonl"));
-    assert_int_equal(task_write_jsonl(tpath("nodir/x.jsonl"), NULL, 0, false, &err), DS_ERR_IO);
+    assert_int_equal(task_write_jsonl(tpath("nodir/x.jsonl"), NULL, 0, false, TASK_CD_TRACE_SEARCH, &err), DS_ERR_IO);
 }
 
 int main(void) {
