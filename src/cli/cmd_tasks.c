@@ -72,6 +72,7 @@ int cmd_tasks(int argc, char **argv) {
     task_cd_trace cd_style = TASK_CD_TRACE_SEARCH;
     if (cd_s && !task_cd_trace_parse(cd_s, &cd_style))
         return cli_usage_error("tasks", "--cd-trace must be search or guess, not '%s'", cd_s);
+    if (cd_s && !traces) return cli_usage_error("tasks", "--cd-trace only applies with --traces");
 
     ds_error err = {{0}};
     task_spec spec;

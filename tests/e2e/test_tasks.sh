@@ -51,6 +51,7 @@ G=$TMP/g.jsonl
 cut -d'"' -f1-20 "$C" | cmp -s - "$(cut -d'"' -f1-20 "$G" >"$TMP/g.head"; echo "$TMP/g.head")" ||
   fail "--cd-trace changed the problems, not only the traces"
 expect 1 "--cd-trace must be search or guess" "$DS" tasks --task countdown --n 5 --traces --cd-trace dfs -o "$TMP/x.jsonl"
+expect 1 "only applies with --traces" "$DS" tasks --task countdown --n 5 --cd-trace guess -o "$TMP/x.jsonl"
 "$DS" tasks --task arithmetic --n 5 --traces -o "$TMP/t.jsonl" 2>/dev/null || fail "default difficulty"
 grep -q 'carry' "$TMP/t.jsonl" || fail "arithmetic traces lack carry lines"
 "$DS" tasks --help | grep -q "mul:AxB" || fail "--help does not document the difficulty syntax"
