@@ -275,10 +275,11 @@ static void test_countdown_problems(void **state) {
     task_problems_free(ps, n);
 }
 
-// One guess line "7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes": every step combines two values of
-// the current list (larger first, a positive whole result), "left" is the result then the
-// untouched values in order, "yes" exactly when a result is the target, "no" only once one
-// value is left. *steps counts steps, *yes the "yes" lines (which must be the last guess).
+// One guess line "7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes": every step combines
+// two values of the current list (larger first, a positive whole result) and echoes the
+// target, "left" is the result then the untouched values, "yes" exactly when a result is the
+// target, "no" only once one value is left. *steps counts steps, *yes the "yes" guesses (the
+// caller's count must be 0 on entry: nothing may follow the "yes").
 static void check_cd_guess(const task_problem *p, const char *line, int *steps, int *yes) {
     long long v[8], target = p->target, a, b, r, vs;
     int n = p->n_numbers, used;
@@ -315,21 +316,21 @@ static void check_cd_guess(const task_problem *p, const char *line, int *steps, 
         }
         assert_int_equal(strncmp(l, ", left", 6), 0);
         l += 6;
-        // the result, then the other values in order: with equal values, which copy a step
-        // took is not visible, so the rest is compared as a multiset
-        long long x, got[8], left[8];
+        // the result, then the other values; with equal values, which copy a step took is not
+        // visible, so the rest is compared as a multiset (every later check is by value too)
+        long long x, got[8];
         assert_int_equal(sscanf(l, " %lld%n", &x, &used), 1);
         assert_true(x == r);
         l += used;
         for (int i = 1; i < m; i++, l += used) assert_int_equal(sscanf(l, " %lld%n", &got[i], &used), 1);
-        memcpy(left, got, sizeof got);
         for (int i = 1; i < m; i++) {
-            int j = 1;
+            int j = i;
             while (j < m && got[j] != w[i]) j++;
             assert_true(j < m);
-            got[j] = -1;
+            long long tmp = got[i]; // the match to position i: got[i+1..m) stays the unmatched rest
+            got[i] = got[j];
+            got[j] = tmp;
         }
-        memcpy(w + 1, left + 1, (size_t)(m - 1) * sizeof *w); // the next step reads the list as written
         assert_int_equal(strncmp(l, ", ", 2), 0);
         l += 2;
         memcpy(v, w, sizeof w);
@@ -436,6 +437,33 @@ static void traces_for(task_kind k, const char *spec, int n, uint64_t seed) {
             free(t);
         }
     task_problems_free(ps, n);
+}
+
+// The guess trace's point: how many failed guesses come before the "yes" must not be
+// predictable. Their number is geometric (each guess is the last with probability 1/4):
+// mean ~3 over 3-number problems, often 0, sometimes 10 or more.
+static void test_guess_fail_counts(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    task_problem *ps = gen(TASK_COUNTDOWN, "n:3,max:15", 31, TASK_SPLIT_TRAIN, N);
+    int total = 0, zero = 0, ten = 0;
+    for (int i = 0; i < N; i++) {
+        char *t = NULL;
+        ds_error err = {{0}};
+        assert_int_equal(task_trace(&ps[i], TASK_CD_TRACE_GUESS, &t, &err), DS_OK);
+        int fails = 0;
+        for (const char *q = t; (q = strstr(q, ", no\n")); q++) fails++;
+        total += fails;
+        zero += fails == 0;
+        ten += fails >= 10;
+        free(t);
+    }
+    task_problems_free(ps, N);
+    double mean = (double)total / N;
+    if (mean < 2.5 || mean > 3.5) print_error("mean failed guesses %.2f\n", mean);
+    assert_true(mean >= 2.5 && mean <= 3.5);
+    assert_true(zero > N / 6 && zero < N / 3); // P(0) = 1/4
+    assert_true(ten > 0 && ten < N / 10);       // P(>= 10) = 0.75^10 = 5.6%
 }
 
 static void test_traces_score(void **state) {
@@ -693,6 +721,7 @@ int main(void) {
         cmocka_unit_test(test_labels_digits),
         cmocka_unit_test(test_space_exhausted),
         cmocka_unit_test(test_countdown_problems),
+        cmocka_unit_test(test_guess_fail_counts),
         cmocka_unit_test(test_trace_examples),
         cmocka_unit_test(test_traces_score),
         cmocka_unit_test(test_jsonl_roundtrip),
