@@ -53,6 +53,13 @@ static void grpo_usage(FILE *f) {
             "                       dilute the token mean and cost a backward); raise --prompts-per-step\n"
             "                       to oversample. A step with no informative group takes no update;\n"
             "                       kl, clip fraction and entropy are then over the updated sequences.\n"
+            "  --sft-data FILE      chat JSONL (as for `deepseek sft`): every optimisation pass adds\n"
+            "                       --sft-coef C (default 1.0) x the mean cross-entropy of --sft-batch N\n"
+            "                       (default = --micro-batch) of its examples, drawn in shuffled order\n"
+            "                       (InstructGPT's PPO-ptx: keeps what SFT taught where the sequence-level\n"
+            "                       advantage would push correct tokens of failed replies down). The step's\n"
+            "                       CE is logged as sft_ce; a step with no informative group still takes\n"
+            "                       the SFT part of the update.\n"
             "  --micro-batch B      sequences per forward/backward (default 16)\n"
             "  --seed S             prompt order and sampling (default 1)\n"
             "  --save-every N       checkpoint every N steps (default 0 = only at the end)\n"
@@ -61,11 +68,11 @@ static void grpo_usage(FILE *f) {
 }
 
 typedef struct {
-    const char *dir, *out_dir, *ref_dir;
+    const char *dir, *out_dir, *ref_dir, *sft_data;
     const char **tasks;
     int n_tasks;
-    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter;
-    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt;
+    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter, sft_batch;
+    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef;
     grpo_agg agg;
     sampler_params sp;
     ds_dtype save_dtype;
@@ -82,13 +89,15 @@ static const cli_num_opt grpo_num_opts[] = {
     GRPO_FLT("--epsilon-high", 0, 10, eps_high),   GRPO_FLT("--beta", 0, 100, beta),
     GRPO_FLT("--lr", 1e-12, 10, lr),               GRPO_FLT("--weight-decay", 0, 10, wd),
     GRPO_FLT("--clip", 0, 1e9, clip),              GRPO_FLT("--reward-accuracy", -100, 100, w_acc),
-    GRPO_FLT("--reward-format", -100, 100, w_fmt),
+    GRPO_FLT("--reward-format", -100, 100, w_fmt), GRPO_INT("--sft-batch", 1, 4096, sft_batch),
+    GRPO_FLT("--sft-coef", 0, 1e6, sft_coef),
 };
 
 static int grpo_parse(int argc, char **argv, grpo_args *a) {
     *a = (grpo_args){.steps = 100, .group = 8, .prompts = 16, .iterations = 1, .max_new = 256, .micro = 16, .seed = 1,
                      .eps = 0.2, .eps_high = -1, .beta = 0.04, .lr = 1e-4, .clip = 1.0, .w_acc = 1.0, .w_fmt = 0.1,
-                     .agg = GRPO_AGG_TOKEN, .sp = {.temperature = 1.0f, .top_p = 1.0f}, .save_dtype = DS_F32};
+                     .agg = GRPO_AGG_TOKEN, .sp = {.temperature = 1.0f, .top_p = 1.0f}, .save_dtype = DS_F32,
+                     .sft_coef = -1, .sft_batch = -1};
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         const char *v;
@@ -99,6 +108,7 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
         if ((v = cli_opt(argc, argv, &i, "-m", &missing))) a->dir = v;
         else if ((v = cli_opt(argc, argv, &i, "-o", &missing))) a->out_dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--ref", &missing))) a->ref_dir = v;
+        else if ((v = cli_opt(argc, argv, &i, "--sft-data", &missing))) a->sft_data = v;
         else if (!strcmp(argv[i], "--filter-groups")) a->filter = 1;
         else if ((v = cli_opt(argc, argv, &i, "--tasks", &missing))) {
             const char **d = realloc(a->tasks, sizeof *d * (size_t)(a->n_tasks + 1));
@@ -131,6 +141,12 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
     if (!a->n_tasks) return cli_usage_error("grpo", "--tasks FILE is required");
     if (a->eps >= 1) return cli_usage_error("grpo", "--epsilon must be below 1, got %g", a->eps);
     if (a->eps_high < 0) a->eps_high = a->eps;
+    if (!a->sft_data && (a->sft_coef >= 0 || a->sft_batch > 0))
+        return cli_usage_error("grpo", "--sft-coef and --sft-batch need --sft-data FILE");
+    if (a->sft_coef < 0) a->sft_coef = 1.0;
+    if (a->sft_batch < 0) a->sft_batch = a->micro;
+    if (a->sft_batch > a->micro)
+        return cli_usage_error("grpo", "--sft-batch %d exceeds --micro-batch %d", a->sft_batch, a->micro);
     a->sp.seed = (uint64_t)a->seed;
     return -1;
 }
@@ -183,6 +199,10 @@ typedef struct {
     train_model *tm, *ref_tm;
     grpo_mb *mbs;
     int n_mbs;
+    // --sft-data: the anchor's examples, their shuffled order and one micro-batch's rows
+    chatdata_set sft;
+    int *sft_order, sft_cursor, sft_epoch;
+    int32_t *sft_inp, *sft_tgt;     // (sft_batch, T)
     FILE *metrics;
 } grpo_run;
 
@@ -246,6 +266,19 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
         st = train_model_create(&r->ref_tm, &r->ref_ps, a->micro, T, err);
         if (st) return st;
     }
+    if (a->sft_data) {
+        int skipped = 0;
+        st = chatdata_load(&r->sft, r->tok, &a->sft_data, 1, T + 1, &skipped, err);
+        if (st) return ds_error_prefix(err, st, "--sft-data: ");
+        if (skipped) fprintf(stderr, "grpo: --sft-data: skipped %d examples longer than %d tokens\n", skipped, T + 1);
+        size_t cells = (size_t)a->sft_batch * (size_t)T;
+        r->sft_order = malloc(sizeof(int) * (size_t)r->sft.n);
+        r->sft_inp = malloc(cells * sizeof(int32_t));
+        r->sft_tgt = malloc(cells * sizeof(int32_t));
+        if (!r->sft_order || !r->sft_inp || !r->sft_tgt) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+        for (int i = 0; i < r->sft.n; i++) r->sft_order[i] = i;
+        r->sft_cursor = r->sft.n; // shuffles at the first draw
+    }
     int n_seq = a->prompts * a->group;
     r->n_mbs = (n_seq + a->micro - 1) / a->micro;
     r->mbs = calloc((size_t)r->n_mbs, sizeof *r->mbs);
@@ -270,20 +303,46 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
     return st;
 }
 
-static void grpo_next_prompts(grpo_run *r, int *sel) {
-    for (int i = 0; i < r->a.prompts; i++) {
-        if (r->cursor >= r->n_probs) {
-            ds_rng rng;
-            ds_rng_seed(&rng, (uint64_t)r->a.seed, 1000 + (uint64_t)r->epoch++);
-            for (int k = r->n_probs - 1; k > 0; k--) {
-                int j = (int)(ds_rng_u32(&rng) % (uint32_t)(k + 1)), t = r->order[k];
-                r->order[k] = r->order[j];
-                r->order[j] = t;
-            }
-            r->cursor = 0;
+// The next index of a list drawn in shuffled order, reshuffled (stream `salt` + epoch) when used up.
+static int grpo_draw(int *order, int n, int *cursor, int *epoch, uint64_t seed, uint64_t salt) {
+    if (*cursor >= n) {
+        ds_rng rng;
+        ds_rng_seed(&rng, seed, salt + (uint64_t)(*epoch)++);
+        for (int k = n - 1; k > 0; k--) {
+            int j = (int)(ds_rng_u32(&rng) % (uint32_t)(k + 1)), t = order[k];
+            order[k] = order[j];
+            order[j] = t;
         }
-        sel[i] = r->order[r->cursor++];
+        *cursor = 0;
     }
+    return order[(*cursor)++];
+}
+
+static void grpo_next_prompts(grpo_run *r, int *sel) {
+    for (int i = 0; i < r->a.prompts; i++)
+        sel[i] = grpo_draw(r->order, r->n_probs, &r->cursor, &r->epoch, (uint64_t)r->a.seed, 1000);
+}
+
+// Lays out the next --sft-batch anchor examples (inputs ids[0..L-2], targets on the reply
+// tokens); returns T of the rows and the number of targets in *n_tgt.
+static int grpo_sft_pack(grpo_run *r, int64_t *n_tgt) {
+    int b = r->a.sft_batch, ex[4096], T = 2;
+    for (int q = 0; q < b; q++) {
+        ex[q] = grpo_draw(r->sft_order, r->sft.n, &r->sft_cursor, &r->sft_epoch, (uint64_t)r->a.seed, 1u << 20);
+        if (r->sft.len[ex[q]] - 1 > T) T = r->sft.len[ex[q]] - 1;
+    }
+    *n_tgt = 0;
+    for (int q = 0; q < b; q++) {
+        const int *ids = r->sft.ids[ex[q]];
+        int L = r->sft.len[ex[q]], np = r->sft.n_prompt[ex[q]];
+        for (int t = 0; t < T; t++) {
+            int in = t < L - 1, tg = in && t + 1 >= np ? ids[t + 1] : -1;
+            r->sft_inp[(int64_t)q * T + t] = in ? ids[t] : 0;
+            r->sft_tgt[(int64_t)q * T + t] = tg;
+            *n_tgt += tg >= 0;
+        }
+    }
+    return T;
 }
 
 typedef struct {
@@ -414,13 +473,17 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
             }
         }
         rollout_result_free(&res);
+        // the anchor's batch: the same examples in every pass of this step
+        int64_t sft_n = 0;
+        int sft_T = a->sft_data ? grpo_sft_pack(r, &sft_n) : 0;
+        double sft_ce = NAN;
         // optimisation passes
         grpo_coef_ctx first = {0};
         double gnorm = 0, ent_sum = 0;
         int64_t ent_n = 0;
         float lr = lr_at(&sched, step);
-        // with every group filtered out there is nothing to learn from: no optimizer step
-        for (int it = 0; it < a->iterations && n_keep && !cli_interrupted; it++) {
+        // with every group filtered out (and no anchor) there is nothing to learn from: no optimizer step
+        for (int it = 0; it < a->iterations && (n_keep || a->sft_data) && !cli_interrupted; it++) {
             memset(r->ps.grads, 0, sizeof(float) * (size_t)r->ps.n);
             grpo_coef_ctx cc = {.gp = &gp, .adv = adv, .norm = norm, .uses_old = a->iterations > 1};
             train_model_reset_load(r->tm);
@@ -433,6 +496,13 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                 if (it == 0)
                     for (int64_t i = 0; i < (int64_t)m->b * m->T; i++)
                         if (m->tgt[i] >= 0) { ent_sum += ent[i]; ent_n++; }
+            }
+            if (a->sft_data && sft_n && !cli_interrupted) {
+                // + sft_coef * mean CE over the anchor batch's reply tokens
+                train_loss_weights w = {.ce_weight = (float)(a->sft_coef / (double)sft_n)};
+                train_loss L = {0};
+                train_model_step(r->tm, r->sft_inp, r->sft_tgt, a->sft_batch, sft_T, &w, &L);
+                if (it == 0) sft_ce = L.ce_sum / (double)L.ce_count;
             }
             if (cli_interrupted) break;
             if (it == 0) first = cc;
@@ -448,16 +518,20 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         fprintf(r->metrics,
                 "{\"step\": %d, \"reward\": %.6f, \"accuracy\": %.6f, \"format_rate\": %.6f, \"kl\": %.6g, "
                 "\"clip_fraction\": %.6g, \"response_length\": %.3f, \"entropy\": %.6f, \"grad_norm\": %.6g, "
-                "\"lr\": %.6g, \"zero_adv_groups\": %d, \"update_groups\": %d, \"sample_tok_s\": %.1f, \"tok_s\": %.1f, \"seconds\": %.3f}\n",
+                "\"lr\": %.6g, \"zero_adv_groups\": %d, \"update_groups\": %d, \"sample_tok_s\": %.1f, \"tok_s\": %.1f, \"seconds\": %.3f",
                 step, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n, entropy, gnorm, lr, zero_groups, n_keep / G,
                 (double)comp_tokens / t_sample, (double)comp_tokens / dt, dt);
+        if (a->sft_data) fprintf(r->metrics, ", \"sft_ce\": %.6f", sft_ce);
+        fprintf(r->metrics, "}\n");
         fflush(r->metrics);
         double per = (cli_now() - t_start) / step;
         fprintf(stderr,
                 "%sstep %d/%d | reward %.3f | acc %.3f | format %.3f | kl %.4f | clip %.3f | len %.1f | ent %.3f | "
-                "%.0f tok/s | ETA %.0fs%s",
+                "%.0f tok/s | ",
                 tty ? "\r\033[K" : "", step, a->steps, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n,
-                entropy, (double)comp_tokens / dt, per * (a->steps - step), tty ? "" : "\n");
+                entropy, (double)comp_tokens / dt);
+        if (a->sft_data) fprintf(stderr, "sft %.3f | ", sft_ce);
+        fprintf(stderr, "ETA %.0fs%s", per * (a->steps - step), tty ? "" : "\n");
         if (a->save_every > 0 && step % a->save_every == 0 && step < a->steps) st = grpo_save(r, step, err);
     }
     free(sel); free(rew); free(acc); free(fmt); free(adv); free(norm); free(ent); free(ids); free(lens);
@@ -483,6 +557,8 @@ int cmd_grpo(int argc, char **argv) {
     }
     free(r.mbs);
     free(r.keep);
+    chatdata_free(&r.sft);
+    free(r.sft_order); free(r.sft_inp); free(r.sft_tgt);
     rollout_free(r.ro);
     train_model_free(r.tm);
     train_model_free(r.ref_tm);

@@ -46,6 +46,18 @@ bad=$(sed 's/.*"zero_adv_groups": \([0-9]*\), "update_groups": \([0-9]*\).*/\1 \
   awk '$1 + $2 != 8 { n++ } END { print n + 0 }')
 [ "$bad" -eq 0 ] && [ "$(wc -l <"$TMP/grpo-f/metrics.jsonl")" -eq 3 ] || fail "grpo --filter-groups: $(cat "$TMP/grpo-f/metrics.jsonl")"
 grep -q '"update_groups": 8' "$M" || fail "grpo without the filter must update on all 8 groups"
+# --sft-data (the PPO-ptx anchor): its cross-entropy is logged every step and the term trains:
+# traces of 2-digit additions, which the SFT model never saw, get likelier within 6 steps
+"$DS" tasks --task arithmetic --difficulty add:2 --n 64 --seed 5 --traces -o "$TMP/anchor.jsonl" 2>/dev/null ||
+  fail "tasks (anchor data)"
+"$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-a" --steps 6 --group 4 --prompts-per-step 4 \
+  --max-new 128 --lr 1e-3 --seed 3 --sft-data "$TMP/anchor.jsonl" --sft-coef 10 --sft-batch 8 2>"$TMP/grpo-a.log" ||
+  fail "grpo --sft-data: $(tail -n 3 "$TMP/grpo-a.log")"
+[ "$(grep -c '"sft_ce": ' "$TMP/grpo-a/metrics.jsonl")" -eq 6 ] || fail "grpo --sft-data: sft_ce not on every step"
+c0=$(head -n 1 "$TMP/grpo-a/metrics.jsonl" | sed 's/.*"sft_ce": \([0-9.]*\).*/\1/')
+c1=$(tail -n 1 "$TMP/grpo-a/metrics.jsonl" | sed 's/.*"sft_ce": \([0-9.]*\).*/\1/')
+awk -v a="$c0" -v b="$c1" 'BEGIN { exit !(b < 0.8 * a) }' || fail "grpo --sft-data: anchor CE $c0 -> $c1 did not fall"
+grep -q '"sft_ce"' "$M" && fail "grpo without --sft-data logs sft_ce"
 "$DS" plot --metrics "$M" -o "$TMP/grpo.png" 2>/dev/null || fail "plot of grpo metrics"
 [ "$(head -c 4 "$TMP/grpo.png" | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
 
@@ -72,10 +84,13 @@ expect 2 "no result for problem 3" "$DS" eval -m "$TMP/grpo" --data "$TMP/seven.
 # bad input
 expect 1 "--data" "$DS" sft -m "$TMP/init" -o "$TMP/x"
 expect 1 "unknown option" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --bogus 1
+expect 1 "need --sft-data" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-coef 1
+expect 1 "exceeds --micro-batch" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-data "$TMP/anchor.jsonl" --sft-batch 64
 expect 1 "--loss" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --loss nope
 expect 1 "--samples" "$DS" eval -m "$TMP/sft" --data "$TMP/seven.jsonl" --samples 0
 echo '{"messages": [{"role": "user", "content": "hi"}]}' >"$TMP/bad.jsonl"
 expect 2 "bad.jsonl:1" "$DS" sft -m "$TMP/init" --data "$TMP/bad.jsonl" -o "$TMP/x"
+expect 2 "bad.jsonl:1" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-data "$TMP/bad.jsonl"
 echo '{"task": "arithmetic", "prompt": "What is 1 + 1?"}' >"$TMP/bad2.jsonl"
 expect 2 "bad2.jsonl:1" "$DS" eval -m "$TMP/sft" --data "$TMP/bad2.jsonl"
 expect 2 "bad2.jsonl:1" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/bad2.jsonl" -o "$TMP/x"
