@@ -29,6 +29,16 @@ static inline int64_t matmul_work_floats(int64_t in) { return (int64_t)DS_GEMM_T
 // token's result is bitwise the same alone or in any batch. Slower than matmul_forward for
 // large N; batched serving uses it so a request's output does not depend on its neighbours.
 void matmul_forward_rowwise(float *out, const float *inp, const ds_tensor *w, int N, float *work);
+// For callers that parallelise themselves (MoE experts at decode): matmul_forward's result
+// (rowwise = 0) or matmul_forward_rowwise's (rowwise = 1), bit for bit, for N < DS_GEMM_MIN_N
+// tokens, computed in pieces. matmul_few_prepare quantizes the tokens once into xq
+// (matmul_few_work_floats(in) floats; a no-op unless w is block-quantized); then
+// matmul_few_rows fills output rows [r0, r1) (for Q4_0X8 weights r0 and r1 are multiples of
+// 8), serially, from any thread, for any partition of the rows.
+int64_t matmul_few_work_floats(int64_t in);
+void matmul_few_prepare(const ds_tensor *w, const float *inp, int N, float *xq);
+void matmul_few_rows(float *out, const float *inp, const ds_tensor *w, int N, const float *xq, int64_t r0, int64_t r1,
+                     int rowwise);
 // Single-threaded reference for tests: same result up to summation order.
 void matmul_forward_naive(float *out, const float *inp, const ds_tensor *w, int N);
 // Row-wise dot products of rows [r0, r1) of w with one vector x (IN): y[r - r0].

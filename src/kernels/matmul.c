@@ -312,6 +312,26 @@ static void matmul_tiles_gemm(float *out, const float *inp, const wview *v, int 
     }
 }
 
+// Output row i of the integer path (for Q4_0X8: the group of rows 8i..8i+7) for N tokens
+// quantized in xq.
+static void quant_rows_unit(float *out, const act_q8 *xq, const wview *v, int N, int64_t i, int simd) {
+    int64_t OUT = v->rows, nb = v->cols / DS_QBLOCK;
+    if (v->dtype == DS_Q4_0X8) {
+        const unsigned char *grp = v->data + i * 8 * v->rowbytes;
+        for (int n = 0; n < N; n++) {
+            float o8[8];
+#if DS_HAVE_AVX2_KERNELS
+            if (simd) dot8_q4_0x8_avx2(grp, xq + n * nb, nb, o8);
+            else
+#endif
+                dot8_q4_0x8_portable(grp, xq + n * nb, nb, o8);
+            memcpy(out + n * OUT + i * 8, o8, sizeof o8);
+        }
+        return;
+    }
+    for (int n = 0; n < N; n++) out[n * OUT + i] = row_dot_q(v, i, xq + n * nb, simd);
+}
+
 // Few tokens, block-quantized weights: quantize the tokens once, then integer dot products
 // row by row (rows split across threads).
 static void matmul_quant_rows(float *out, const float *inp, const wview *v, int N, float *work, int simd) {
@@ -325,27 +345,45 @@ static void matmul_quant_rows(float *out, const float *inp, const wview *v, int 
         return;
     }
     for (int n = 0; n < N; n++) act_quantize(inp + n * IN, xq + n * nb, IN, simd);
-    if (v->dtype == DS_Q4_0X8) { // eight rows per kernel call
-        int64_t G = OUT / 8;
-#pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && G > 1)
-        for (int64_t g = 0; g < G; g++)
-            for (int n = 0; n < N; n++) {
-                float o8[8];
-                const unsigned char *grp = v->data + g * 8 * v->rowbytes;
-#if DS_HAVE_AVX2_KERNELS
-                if (simd) dot8_q4_0x8_avx2(grp, xq + n * nb, nb, o8);
-                else
-#endif
-                    dot8_q4_0x8_portable(grp, xq + n * nb, nb, o8);
-                memcpy(out + n * OUT + g * 8, o8, sizeof o8);
-            }
-        if ((void *)xq != (void *)work) free(xq);
+    int64_t units = v->dtype == DS_Q4_0X8 ? OUT / 8 : OUT; // eight rows per kernel call
+#pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && units > 1)
+    for (int64_t i = 0; i < units; i++) quant_rows_unit(out, xq, v, N, i, simd);
+    if ((void *)xq != (void *)work) free(xq);
+}
+
+int64_t matmul_few_work_floats(int64_t in) {
+    return (int64_t)(((size_t)(DS_GEMM_MIN_N - 1) * (size_t)(in / DS_QBLOCK) * sizeof(act_q8) + sizeof(float) - 1) /
+                     sizeof(float));
+}
+
+void matmul_few_prepare(const ds_tensor *w, const float *inp, int N, float *xq) {
+    wview v = wview_make(w);
+    if (!v.quant) return;
+    int64_t IN = v.cols, nb = IN / DS_QBLOCK;
+    int simd = kernels_simd_active();
+    for (int n = 0; n < N; n++) act_quantize(inp + n * IN, (act_q8 *)xq + n * nb, IN, simd);
+}
+
+void matmul_few_rows(float *out, const float *inp, const ds_tensor *w, int N, const float *xq, int64_t r0, int64_t r1,
+                     int rowwise) {
+    wview v = wview_make(w);
+    int64_t OUT = v.rows, IN = v.cols;
+    if (N <= 0 || r1 <= r0) return;
+    int simd = kernels_simd_active();
+    if (IN == 0) {
+        for (int n = 0; n < N; n++) memset(out + n * OUT + r0, 0, sizeof(float) * (size_t)(r1 - r0));
         return;
     }
-#pragma omp parallel for schedule(static) if (OUT * IN * N >= PARALLEL_MIN_MACS && OUT > 1)
-    for (int64_t r = 0; r < OUT; r++)
-        for (int n = 0; n < N; n++) out[n * OUT + r] = row_dot_q(v, r, xq + n * nb, simd);
-    if ((void *)xq != (void *)work) free(xq);
+    if (v.quant) {
+        int step = v.dtype == DS_Q4_0X8 ? 8 : 1;
+        for (int64_t r = r0; r < r1; r += step) quant_rows_unit(out, (const act_q8 *)xq, &v, N, r / step, simd);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        if (!rowwise) row_dot_tokens(out, inp, &v, N, r, simd);
+        else
+            for (int n = 0; n < N; n++) out[n * OUT + r] = row_dot(&v, r, inp + n * IN, simd);
+    }
 }
 
 void matmul_forward(float *out, const float *inp, const ds_tensor *w, int N, float *work) {

@@ -78,6 +78,21 @@ static void engine_carve(ds_engine *e, const ds_config *c, const ds_engine_limit
     int64_t hb = H < ENG_ATTN_HEADS ? H : ENG_ATTN_HEADS;
     p->thread_scratch_stride = (hb * (2 * dc + dr + eng_score_stride(lim->max_ctx)) + 15) & ~(int64_t)15;
     p->thread_scratch = CARVE_F(s, n_threads * p->thread_scratch_stride);
+    p->moe_scratch = NULL;
+    p->moe_ye = NULL;
+    p->moe_tasks = NULL;
+    p->moe_unit1 = p->moe_unit3 = NULL;
+    if (E > 0 && K > 0 && n_threads > 1) {
+        int64_t P = ENG_MOE_PAR_TOKENS, tasks = P * K + 1, W;
+        W = p->moe_width = max64(c->moe_intermediate_size, (int64_t)c->n_shared_experts * c->moe_intermediate_size);
+        // x (P, D), its quantized form, g and u (P, W), the quantized hidden activations
+        p->moe_scratch_stride = (P * D + matmul_few_work_floats(D) + 2 * P * W + matmul_few_work_floats(W) + 15) & ~(int64_t)15;
+        p->moe_scratch = CARVE_F(s, tasks * p->moe_scratch_stride);
+        p->moe_ye = CARVE_F(s, P * K * D);
+        p->moe_tasks = (eng_moe_task *)carve(s, tasks * (int64_t)sizeof(eng_moe_task));
+        p->moe_unit1 = CARVE_I(s, tasks + 1);
+        p->moe_unit3 = CARVE_I(s, tasks + 1);
+    }
     p->inv_freq = CARVE_F(s, dr / 2);
     int64_t o3 = s->off;
     if (plan) {

@@ -7,9 +7,24 @@
 // holds a score row per head).
 #define ENG_ATTN_HEADS 16
 
+// MoE batches of at most this many tokens run one expert per thread (moe.c); below
+// DS_GEMM_MIN_N, so every expert matmul is a row-wise product.
+#define ENG_MOE_PAR_TOKENS (DS_GEMM_MIN_N - 1)
+// Rows per work unit of the expert-parallel phases (a multiple of 8 for Q4_0X8).
+#define ENG_MOE_ROWS 64
+
 // Per-head score rows of absorbed attention: max_ctx rounded up to 16 floats plus 16, so
 // that rows of successive heads do not sit a power of two apart (4K aliasing in L1).
 static inline int64_t eng_score_stride(int64_t max_ctx) { return ((max_ctx + 15) & ~(int64_t)15) + 16; }
+
+// One expert (routed or shared) of a decode-sized MoE layer run by all threads (moe.c).
+typedef struct {
+    const ds_tensor *gate, *up, *down;
+    const float *x;     // (ne, D) input rows
+    float *y;           // (ne, D) output rows
+    int ne;
+    float *xq, *g, *u, *hq; // scratch: quantized x, gate and up outputs (ne, width), quantized hidden
+} eng_moe_task;
 
 // Tokens of one sequence within the current batch.
 typedef struct {
@@ -65,6 +80,12 @@ struct ds_engine {
     float *lat_rows;     // (max_ctx, dc) contiguous latents for the naive decompression
     float *thread_scratch; // n_threads * thread_scratch_stride (mla.c)
     int64_t thread_scratch_stride;
+    // expert-parallel decode (moe.c); NULL for dense models or one thread
+    float *moe_scratch;  // one block of moe_scratch_stride floats per task (P*K + 1 tasks)
+    int64_t moe_scratch_stride, moe_width;
+    float *moe_ye;       // (P * K, D) routed outputs per (expert, slot), P = ENG_MOE_PAR_TOKENS
+    eng_moe_task *moe_tasks; // (P * K + 1)
+    int *moe_unit1, *moe_unit3; // (P * K + 2) first row-block unit of each task, phases 1 and 3
 
     // batch bookkeeping
     eng_seq_group *groups;

@@ -1,6 +1,7 @@
 // Feed-forward sub-blocks: the dense SwiGLU MLP and DeepSeekMoE (architecture page 3.5-3.6).
 // MoE tokens are grouped per expert so each expert runs one GEMM over all its tokens.
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "model/engine_internal.h"
@@ -88,6 +89,101 @@ static void moe_group_tokens(ds_engine *e, int n) {
     }
 }
 
+// Decode-sized batches (n <= ENG_MOE_PAR_TOKENS) with several threads. Each expert's matmuls
+// are then matvecs (gate, up, down for each of K routed experts and the shared one) too small
+// to pay a fork/join each, and too few to deal out one expert per thread without idling (9 of
+// them on 2 threads). Instead one parallel region runs the whole layer in four phases with
+// a barrier between them, every phase's work split evenly over the threads: (0) gather and
+// quantize each expert's tokens, (1) the rows of every gate and up matrix, in blocks of
+// ENG_MOE_ROWS, (2) SwiGLU and quantization of the hidden activations, (3) the rows of every
+// down matrix, (4) the weighted sum of routed outputs into `out`, split by columns. Each
+// output row is computed by the same kernel as matmul_forward's, and phase 4 adds in expert
+// order like the serial loop, so the result is bit-identical to it, whatever the thread count.
+static void moe_experts_parallel(ds_engine *e, const ds_block *b, int n) {
+    const ds_config *c = &e->m->cfg;
+    int64_t D = c->hidden_size, P = ENG_MOE_PAR_TOKENS, W = e->moe_width;
+    int E = c->n_routed_experts, shared = c->n_shared_experts > 0, n_tasks = 0;
+    eng_moe_task *tk = e->moe_tasks;
+    // routed experts with tokens, in expert order, then the shared expert
+    for (int j = 0; j <= E; j++) {
+        int routed = j < E;
+        if (routed && e->exp_start[j + 1] == e->exp_start[j]) continue;
+        if (!routed && !shared) break;
+        float *scr = e->moe_scratch + (int64_t)n_tasks * e->moe_scratch_stride;
+        eng_moe_task *t = &tk[n_tasks++];
+        int s = routed ? e->exp_start[j] : 0;
+        t->gate = routed ? &b->exp_gate[j] : &b->sh_gate;
+        t->up = routed ? &b->exp_up[j] : &b->sh_up;
+        t->down = routed ? &b->exp_down[j] : &b->sh_down;
+        t->ne = routed ? e->exp_start[j + 1] - s : n;
+        t->y = routed ? e->moe_ye + (int64_t)s * D : e->out;
+        t->x = routed ? scr : e->xn; // routed tokens are gathered into the task's first P*D floats
+        t->xq = scr + P * D;
+        t->g = t->xq + matmul_few_work_floats(D);
+        t->u = t->g + P * W;
+        t->hq = t->u + P * W;
+    }
+    // row blocks of phases 1 and 3: unit k of task i covers rows [k*R, (k+1)*R) of its gate
+    // then its up matrix (phase 1), or of its down matrix (phase 3)
+    int R = ENG_MOE_ROWS, n1 = 0, n3 = 0;
+    for (int i = 0; i < n_tasks; i++) {
+        e->moe_unit1[i] = n1;
+        e->moe_unit3[i] = n3;
+        n1 += 2 * (int)((tk[i].gate->shape[0] + R - 1) / R);
+        n3 += (int)((D + R - 1) / R);
+    }
+    e->moe_unit1[n_tasks] = n1;
+    e->moe_unit3[n_tasks] = n3;
+    int rw = e->lim.row_exact, n_cols = (int)((D + 63) / 64);
+    #pragma omp parallel num_threads(e->n_threads)
+    {
+        #pragma omp for schedule(static)
+        for (int i = 0; i < n_tasks; i++) {
+            eng_moe_task *t = &tk[i];
+            if (t->x != e->xn) {
+                const int *tok = e->exp_tok + (t->y - e->moe_ye) / D;
+                for (int q = 0; q < t->ne; q++)
+                    memcpy((float *)t->x + q * D, e->xn + (int64_t)tok[q] * D, (size_t)D * sizeof(float));
+            }
+            matmul_few_prepare(t->gate, t->x, t->ne, t->xq); // up has the same input columns
+        }
+        #pragma omp for schedule(static)
+        for (int k = 0; k < n1; k++) {
+            int i = 0;
+            while (e->moe_unit1[i + 1] <= k) i++;
+            eng_moe_task *t = &tk[i];
+            int64_t width = t->gate->shape[0], per = (width + R - 1) / R, kk = k - e->moe_unit1[i];
+            int up = kk >= per;
+            int64_t r0 = (up ? kk - per : kk) * R, r1 = r0 + R < width ? r0 + R : width;
+            matmul_few_rows(up ? t->u : t->g, t->x, up ? t->up : t->gate, t->ne, t->xq, r0, r1, rw);
+        }
+        #pragma omp for schedule(static)
+        for (int i = 0; i < n_tasks; i++) {
+            eng_moe_task *t = &tk[i];
+            swiglu_forward(t->g, t->g, t->u, (int64_t)t->ne * t->gate->shape[0]);
+            matmul_few_prepare(t->down, t->g, t->ne, t->hq);
+        }
+        #pragma omp for schedule(static)
+        for (int k = 0; k < n3; k++) {
+            int i = 0;
+            while (e->moe_unit3[i + 1] <= k) i++;
+            eng_moe_task *t = &tk[i];
+            int64_t r0 = (int64_t)(k - e->moe_unit3[i]) * R, r1 = r0 + R < D ? r0 + R : D;
+            matmul_few_rows(t->y, t->g, t->down, t->ne, t->hq, r0, r1, rw);
+        }
+        // out (n, D) += the routed outputs in expert order, 64 columns at a time
+        #pragma omp for schedule(static)
+        for (int cb = 0; cb < n_cols; cb++) {
+            int64_t c0 = (int64_t)cb * 64, len = D - c0 < 64 ? D - c0 : 64;
+            if (!shared)
+                for (int q = 0; q < n; q++) memset(e->out + q * D + c0, 0, (size_t)len * sizeof(float));
+            for (int j = 0; j < E; j++)
+                for (int sl = e->exp_start[j]; sl < e->exp_start[j + 1]; sl++)
+                    axpy_f32(e->out + (int64_t)e->exp_tok[sl] * D + c0, e->exp_w[sl], e->moe_ye + (int64_t)sl * D + c0, len);
+        }
+    }
+}
+
 static void moe_forward(ds_engine *e, const ds_block *b, int n) {
     const ds_config *c = &e->m->cfg;
     int64_t D = c->hidden_size;
@@ -102,6 +198,10 @@ static void moe_forward(ds_engine *e, const ds_block *b, int n) {
                         e->topk_idx + (int64_t)i * K, e->topk_w + (int64_t)i * K);
     }
     moe_group_tokens(e, n);
+    if (n <= ENG_MOE_PAR_TOKENS && e->n_threads > 1 && e->moe_scratch && !omp_in_parallel()) {
+        moe_experts_parallel(e, b, n);
+        return;
+    }
 
     if (c->n_shared_experts > 0) mlp_forward(e, e->out, e->xn, n, &b->sh_gate, &b->sh_up, &b->sh_down);
     else memset(e->out, 0, (size_t)(n * D) * sizeof(float));

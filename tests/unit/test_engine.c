@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <omp.h>
 
 #include "io/safetensors.h"
 #include "model/engine.h"
@@ -34,17 +35,24 @@ static void load(ds_model *m, const char *dir) {
     if (st) fail_msg("load: %s", err.msg);
 }
 
-static ds_engine *make_engine(const ds_model *m, int max_tokens, int max_seqs, int ctx, ds_attn_mode attn) {
-    ds_engine_limits lim = {.max_tokens = max_tokens, .max_seqs = max_seqs, .max_ctx = ctx, .max_logits = max_tokens, .attn = attn};
+static ds_engine *make_engine_rx(const ds_model *m, int max_tokens, int max_seqs, int ctx, ds_attn_mode attn,
+                                 int row_exact) {
+    ds_engine_limits lim = {.max_tokens = max_tokens, .max_seqs = max_seqs, .max_ctx = ctx, .max_logits = max_tokens,
+                            .attn = attn, .row_exact = row_exact};
     ds_engine *e;
     ds_error err;
     if (ds_engine_create(&e, m, &lim, &err)) fail_msg("engine: %s", err.msg);
     return e;
 }
 
+static ds_engine *make_engine(const ds_model *m, int max_tokens, int max_seqs, int ctx, ds_attn_mode attn) {
+    return make_engine_rx(m, max_tokens, max_seqs, ctx, attn, 0);
+}
+
 // Logits of every position of one sequence, fed `chunk` tokens per call.
-static void run_chunked(const ds_model *m, const int *ids, int T, int chunk, ds_attn_mode attn, float *out) {
-    ds_engine *e = make_engine(m, chunk, 1, T, attn);
+static void run_chunked_rx(const ds_model *m, const int *ids, int T, int chunk, ds_attn_mode attn, int row_exact,
+                           float *out) {
+    ds_engine *e = make_engine_rx(m, chunk, 1, T, attn, row_exact);
     int seq[T_LEN] = {0}, pos[T_LEN];
     uint8_t want[T_LEN];
     memset(want, 1, sizeof want);
@@ -56,6 +64,10 @@ static void run_chunked(const ds_model *m, const int *ids, int T, int chunk, ds_
         if (ds_engine_forward(e, &b, out + (int64_t)t0 * m->cfg.vocab_size, &err)) fail_msg("forward: %s", err.msg);
     }
     ds_engine_free(e);
+}
+
+static void run_chunked(const ds_model *m, const int *ids, int T, int chunk, ds_attn_mode attn, float *out) {
+    run_chunked_rx(m, ids, T, chunk, attn, 0, out);
 }
 
 static void check_close(const float *a, const float *b, long n, double tol, const char *what) {
@@ -311,6 +323,48 @@ static void test_route_noaux_tc(void **state) {
     assert_int_equal(idx[1], 3);
 }
 
+// Expert-parallel decode (moe.c: batches of fewer than DS_GEMM_MIN_N tokens with several
+// threads run one expert per thread) gives logits bit-identical to the serial path (one
+// thread), for stored f32/bf16 weights and for Q8_0/Q4_0 re-encoded at load.
+static void check_expert_parallel(ds_init_dtype dt, int quant) {
+    char *dir = write_preset("tiny", dt);
+    ds_model m;
+    load(&m, dir);
+    if (quant >= 0) {
+        ds_error err;
+        int nq = 0;
+        if (ds_model_quantize(&m, (ds_dtype)quant, 0, &nq, &err)) fail_msg("quantize: %s", err.msg);
+        assert_true(nq > 0);
+    }
+    long n = (long)T_LEN * m.cfg.vocab_size;
+    float *serial = malloc(n * sizeof(float)), *par = malloc(n * sizeof(float));
+    int saved = omp_get_max_threads();
+    // chunks of 1 and 3 tokens, with the default and the row-exact (batched serving) kernels
+    for (int k = 0; k < 4; k++) {
+        int chunk = k & 1 ? 3 : 1, rx = k >> 1;
+        omp_set_num_threads(1);
+        run_chunked_rx(&m, test_ids, T_LEN, chunk, DS_ATTN_AUTO, rx, serial);
+        omp_set_num_threads(2);
+        ds_engine *e = make_engine(&m, chunk, 1, T_LEN, DS_ATTN_AUTO);
+        assert_non_null(e->moe_scratch); // the parallel path is planned
+        ds_engine_free(e);
+        run_chunked_rx(&m, test_ids, T_LEN, chunk, DS_ATTN_AUTO, rx, par);
+        if (memcmp(serial, par, (size_t)n * sizeof(float)))
+            fail_msg("chunk %d, row_exact %d: 2 threads differ from 1 (max rel diff %.3g)", chunk, rx,
+                     test_max_rel_diff(par, serial, n));
+    }
+    omp_set_num_threads(saved);
+    free(serial);
+    free(par);
+    ds_model_free(&m);
+    test_rmdir(dir);
+}
+
+static void test_expert_parallel_f32(void **s) { (void)s; check_expert_parallel(DS_INIT_F32, -1); }
+static void test_expert_parallel_bf16(void **s) { (void)s; check_expert_parallel(DS_INIT_BF16, -1); }
+static void test_expert_parallel_q8(void **s) { (void)s; check_expert_parallel(DS_INIT_F32, DS_Q8_0); }
+static void test_expert_parallel_q4(void **s) { (void)s; check_expert_parallel(DS_INIT_F32, DS_Q4_0); }
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invariants_v3),
@@ -323,6 +377,10 @@ int main(void) {
         cmocka_unit_test(test_bf16_equals_dequant),
         cmocka_unit_test(test_batch_errors),
         cmocka_unit_test(test_route_noaux_tc),
+        cmocka_unit_test(test_expert_parallel_f32),
+        cmocka_unit_test(test_expert_parallel_bf16),
+        cmocka_unit_test(test_expert_parallel_q8),
+        cmocka_unit_test(test_expert_parallel_q4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
