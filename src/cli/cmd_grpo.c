@@ -60,6 +60,9 @@ static void grpo_usage(FILE *f) {
             "                       advantage would push correct tokens of failed replies down). The step's\n"
             "                       CE is logged as sft_ce; a step with no informative group still takes\n"
             "                       the SFT part of the update.\n"
+            "  --sft-confident P    anchor only the targets the reference model predicts with probability\n"
+            "                       >= P (0 = all, the default): what SFT taught for sure (the arithmetic of\n"
+            "                       a trace) stays, the choices it left uncertain are free for RL to change\n"
             "  --micro-batch B      sequences per forward/backward (default 16)\n"
             "  --seed S             prompt order and sampling (default 1)\n"
             "  --save-every N       checkpoint every N steps (default 0 = only at the end)\n"
@@ -72,7 +75,7 @@ typedef struct {
     const char **tasks;
     int n_tasks;
     int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter, sft_batch;
-    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef;
+    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef, sft_conf;
     grpo_agg agg;
     sampler_params sp;
     ds_dtype save_dtype;
@@ -90,7 +93,7 @@ static const cli_num_opt grpo_num_opts[] = {
     GRPO_FLT("--lr", 1e-12, 10, lr),               GRPO_FLT("--weight-decay", 0, 10, wd),
     GRPO_FLT("--clip", 0, 1e9, clip),              GRPO_FLT("--reward-accuracy", -100, 100, w_acc),
     GRPO_FLT("--reward-format", -100, 100, w_fmt), GRPO_INT("--sft-batch", 1, 4096, sft_batch),
-    GRPO_FLT("--sft-coef", 0, 1e6, sft_coef),
+    GRPO_FLT("--sft-coef", 0, 1e6, sft_coef),      GRPO_FLT("--sft-confident", 0, 1, sft_conf),
 };
 
 static int grpo_parse(int argc, char **argv, grpo_args *a) {
@@ -141,8 +144,8 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
     if (!a->n_tasks) return cli_usage_error("grpo", "--tasks FILE is required");
     if (a->eps >= 1) return cli_usage_error("grpo", "--epsilon must be below 1, got %g", a->eps);
     if (a->eps_high < 0) a->eps_high = a->eps;
-    if (!a->sft_data && (a->sft_coef >= 0 || a->sft_batch > 0))
-        return cli_usage_error("grpo", "--sft-coef and --sft-batch need --sft-data FILE");
+    if (!a->sft_data && (a->sft_coef >= 0 || a->sft_batch > 0 || a->sft_conf > 0))
+        return cli_usage_error("grpo", "--sft-coef, --sft-batch and --sft-confident need --sft-data FILE");
     if (a->sft_coef < 0) a->sft_coef = 1.0;
     if (a->sft_batch < 0) a->sft_batch = a->micro;
     if (a->sft_batch > a->micro)
@@ -203,6 +206,7 @@ typedef struct {
     chatdata_set sft;
     int *sft_order, sft_cursor, sft_epoch;
     int32_t *sft_inp, *sft_tgt;     // (sft_batch, T)
+    float *sft_lp, *sft_w;          // (sft_batch, T) reference log p and anchor weight per target
     FILE *metrics;
 } grpo_run;
 
@@ -257,7 +261,7 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
     int T = r->max_prompt + a->max_new - 1;
     st = train_model_create(&r->tm, &r->ps, a->micro, T, err);
     if (st) return st;
-    if (a->beta > 0) {
+    if (a->beta > 0 || a->sft_conf > 0) {
         st = params_load(&r->ref_ps, a->ref_dir ? a->ref_dir : a->dir, err);
         if (st) return ds_error_prefix(err, st, "reference model: ");
         if (r->ref_ps.n != r->ps.n || r->ref_ps.cfg.vocab_size != c->vocab_size)
@@ -275,7 +279,9 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
         r->sft_order = malloc(sizeof(int) * (size_t)r->sft.n);
         r->sft_inp = malloc(cells * sizeof(int32_t));
         r->sft_tgt = malloc(cells * sizeof(int32_t));
-        if (!r->sft_order || !r->sft_inp || !r->sft_tgt) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+        r->sft_lp = malloc(cells * sizeof(float));
+        r->sft_w = malloc(cells * sizeof(float));
+        if (!r->sft_order || !r->sft_inp || !r->sft_tgt || !r->sft_lp || !r->sft_w) return ds_error_set(err, DS_ERR_OOM, "out of memory");
         for (int i = 0; i < r->sft.n; i++) r->sft_order[i] = i;
         r->sft_cursor = r->sft.n; // shuffles at the first draw
     }
@@ -476,7 +482,19 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         // the anchor's batch: the same examples in every pass of this step
         int64_t sft_n = 0;
         int sft_T = a->sft_data ? grpo_sft_pack(r, &sft_n) : 0;
-        double sft_ce = NAN;
+        double sft_ce = NAN, sft_frac = 1;
+        if (sft_n && a->sft_conf > 0) {
+            // weights: coef / (anchored targets) on the targets the reference is sure of
+            train_loss_weights w0 = {.logp = r->sft_lp};
+            train_loss L0 = {0};
+            train_model_eval(r->ref_tm, r->sft_inp, r->sft_tgt, a->sft_batch, sft_T, &w0, &L0);
+            int64_t cells = (int64_t)a->sft_batch * sft_T, n_conf = 0;
+            float min_lp = logf((float)a->sft_conf);
+            for (int64_t i = 0; i < cells; i++) n_conf += r->sft_tgt[i] >= 0 && r->sft_lp[i] >= min_lp;
+            for (int64_t i = 0; i < cells; i++)
+                r->sft_w[i] = r->sft_tgt[i] >= 0 && r->sft_lp[i] >= min_lp ? (float)(a->sft_coef / (double)n_conf) : 0.0f;
+            sft_frac = (double)n_conf / (double)sft_n;
+        }
         // optimisation passes
         grpo_coef_ctx first = {0};
         double gnorm = 0, ent_sum = 0;
@@ -499,7 +517,8 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
             }
             if (a->sft_data && sft_n && !cli_interrupted) {
                 // + sft_coef * mean CE over the anchor batch's reply tokens
-                train_loss_weights w = {.ce_weight = (float)(a->sft_coef / (double)sft_n)};
+                train_loss_weights w = {.ce_weight = (float)(a->sft_coef / (double)sft_n),
+                                        .token_weight = a->sft_conf > 0 ? r->sft_w : NULL};
                 train_loss L = {0};
                 train_model_step(r->tm, r->sft_inp, r->sft_tgt, a->sft_batch, sft_T, &w, &L);
                 if (it == 0) sft_ce = L.ce_sum / (double)L.ce_count;
@@ -521,7 +540,7 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                 "\"lr\": %.6g, \"zero_adv_groups\": %d, \"update_groups\": %d, \"sample_tok_s\": %.1f, \"tok_s\": %.1f, \"seconds\": %.3f",
                 step, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n, entropy, gnorm, lr, zero_groups, n_keep / G,
                 (double)comp_tokens / t_sample, (double)comp_tokens / dt, dt);
-        if (a->sft_data) fprintf(r->metrics, ", \"sft_ce\": %.6f", sft_ce);
+        if (a->sft_data) fprintf(r->metrics, ", \"sft_ce\": %.6f, \"sft_anchored\": %.4f", sft_ce, sft_frac);
         fprintf(r->metrics, "}\n");
         fflush(r->metrics);
         double per = (cli_now() - t_start) / step;
@@ -558,7 +577,7 @@ int cmd_grpo(int argc, char **argv) {
     free(r.mbs);
     free(r.keep);
     chatdata_free(&r.sft);
-    free(r.sft_order); free(r.sft_inp); free(r.sft_tgt);
+    free(r.sft_order); free(r.sft_inp); free(r.sft_tgt); free(r.sft_lp); free(r.sft_w);
     rollout_free(r.ro);
     train_model_free(r.tm);
     train_model_free(r.ref_tm);

@@ -58,6 +58,13 @@ c0=$(head -n 1 "$TMP/grpo-a/metrics.jsonl" | sed 's/.*"sft_ce": \([0-9.]*\).*/\1
 c1=$(tail -n 1 "$TMP/grpo-a/metrics.jsonl" | sed 's/.*"sft_ce": \([0-9.]*\).*/\1/')
 awk -v a="$c0" -v b="$c1" 'BEGIN { exit !(b < 0.8 * a) }' || fail "grpo --sft-data: anchor CE $c0 -> $c1 did not fall"
 grep -q '"sft_ce"' "$M" && fail "grpo without --sft-data logs sft_ce"
+# --sft-confident: only the targets the reference is sure of are anchored (a fraction in (0, 1))
+"$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-c" --steps 2 --group 4 --prompts-per-step 4 \
+  --max-new 128 --seed 3 --beta 0 --sft-data "$TMP/anchor.jsonl" --sft-batch 8 --sft-confident 0.9 \
+  2>"$TMP/grpo-c.log" || fail "grpo --sft-confident: $(tail -n 3 "$TMP/grpo-c.log")"
+f=$(head -n 1 "$TMP/grpo-c/metrics.jsonl" | sed 's/.*"sft_anchored": \([0-9.]*\).*/\1/')
+awk -v f="$f" 'BEGIN { exit !(f > 0.05 && f < 0.95) }' || fail "grpo --sft-confident: anchored fraction '$f'"
+grep -q '"sft_anchored": 1.0000' "$TMP/grpo-a/metrics.jsonl" || fail "grpo --sft-data: without --sft-confident all targets are anchored"
 "$DS" plot --metrics "$M" -o "$TMP/grpo.png" 2>/dev/null || fail "plot of grpo metrics"
 [ "$(head -c 4 "$TMP/grpo.png" | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
 
@@ -85,6 +92,7 @@ expect 2 "no result for problem 3" "$DS" eval -m "$TMP/grpo" --data "$TMP/seven.
 expect 1 "--data" "$DS" sft -m "$TMP/init" -o "$TMP/x"
 expect 1 "unknown option" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --bogus 1
 expect 1 "need --sft-data" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-coef 1
+expect 1 "need --sft-data" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-confident 0.5
 expect 1 "exceeds --micro-batch" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-data "$TMP/anchor.jsonl" --sft-batch 64
 expect 1 "--loss" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --loss nope
 expect 1 "--samples" "$DS" eval -m "$TMP/sft" --data "$TMP/seven.jsonl" --samples 0
