@@ -3,7 +3,8 @@
 # quantized at load to q8 / q4, with 1 and 2 threads, next to the measured memory bandwidth (decode roofline); training tokens/s
 # and MFU of the ~5M and ~100M presets next to the same step in PyTorch; tokenizer
 # throughput next to transformers.js; the race with llama.cpp on the same GGUF files. Not a
-# test. BENCH=infer|train|race|serve|tok runs one part.
+# test. BENCH=infer|train|race|serve|tok runs one part; BENCH=long (a 32K-token prompt on the
+# ~1B preset) runs only when asked.
 set -eu
 BUILD=${1:-build}
 DS=$BUILD/deepseek
@@ -87,6 +88,30 @@ if [ "$PART" = all ] || [ "$PART" = serve ]; then
   [ -f "$src/model.safetensors.index.json" ] ||
     "$DS" init --preset bench-100m --dtype bf16 --byte-tokenizer --vocab 32768 -o "$src" --seed 1
   node bench/serve_bench.mjs "$DS" "$src" 2
+fi
+
+# A 32K-token prompt on the ~1B preset (BENCH=long only, not part of `all`: ~15-25 minutes):
+# the memory `deepseek info` predicts for that context next to the peak resident memory of
+# the real run (the mmapped weights' resident pages count there too: info prints their size),
+# and the prefill rate. LONG_QUANT=q4|q8|none (default q4), LONG_TOKENS (default 32000).
+if [ "$PART" = long ]; then
+  dir=$MODELS/bench-1b-long
+  [ -f "$dir/model.safetensors.index.json" ] ||
+    "$DS" init --preset bench-1b --dtype bf16 --byte-tokenizer --vocab 129280 -o "$dir" --seed 1
+  q=${LONG_QUANT:-q4} n=${LONG_TOKENS:-32000}
+  "$DS" info -m "$dir" --ctx 32768 --batch 512 --quant "$q" -t 2
+  # the byte tokenizer gives one token per byte: n bytes of this repository's docs, in a loop
+  text=$(while :; do cat README.md; done | head -c "$n")
+  "$DS" run -m "$dir" --raw -p "$text" --ctx 32768 -n 8 --temp 0 --quant "$q" -t 2 >/dev/null 2>"$BUILD/long.err" &
+  pid=$! hwm=0
+  while kill -0 "$pid" 2>/dev/null; do
+    h=$(sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null)
+    [ -n "$h" ] && hwm=$h
+    sleep 2
+  done
+  wait "$pid" || { echo "long prompt: run failed: $(tail -n 2 "$BUILD/long.err")"; exit 1; }
+  echo "long prompt: $(grep -o '\[prompt.*' "$BUILD/long.err" | tail -n 1) peak RSS $((hwm / 1024)) MiB"
+  exit 0
 fi
 
 # Tokenizer encode throughput (one thread) on ~20 MB of mixed text, ours next to

@@ -62,6 +62,7 @@ static void preset_v3(ds_config *c, int V, int D, int I, int MI, int L, int H, i
     c->max_position_embeddings = max_pos;
     c->rope.dim = dr;
     c->rope.orig_max_pos = orig;
+    c->rope.factor = (float)max_pos / (float)orig; // YaRN stretches the original window to max_pos
 }
 
 static const char *const preset_list = "tiny tiny-noq tiny-v2 tiny-v2-greedy small tiny-r1 bench-100m bench-1b";
@@ -80,7 +81,7 @@ ds_status ds_preset_config(ds_config *c, const char *name, ds_error *err) {
     else if (strcmp(name, "bench-100m") == 0)                                    // ~100M, V3 proportions
         preset_v3(c, 32768, 512, 1536, 256, 8, 8, 192, 128, 64, 32, 64, 32, 4, 8, 4, 16384, 4096);
     else if (strcmp(name, "bench-1b") == 0)                                      // ~0.94B, V3 proportions
-        preset_v3(c, 129280, 1024, 2816, 512, 12, 16, 384, 256, 64, 32, 64, 32, 4, 8, 4, 16384, 4096);
+        preset_v3(c, 129280, 1024, 2816, 512, 12, 16, 384, 256, 64, 32, 64, 32, 4, 8, 4, 32768, 4096);
     else
         return ds_error_set(err, DS_ERR_ARG, "unknown preset '%s' (known: %s)", name, preset_list);
     return DS_OK;
