@@ -103,14 +103,18 @@ if [ "$PART" = long ]; then
   # the byte tokenizer gives one token per byte: n bytes of this repository's docs, in a loop
   text=$(while :; do cat README.md; done | head -c "$n")
   "$DS" run -m "$dir" --raw -p "$text" --ctx 32768 -n 8 --temp 0 --quant "$q" -t 2 >/dev/null 2>"$BUILD/long.err" &
-  pid=$! hwm=0
+  pid=$! hwm=0 anon=0
+  # peak resident memory, and the peak of its anonymous part (engine buffers, and weights
+  # re-encoded at load; the rest is page cache of the mmapped checkpoint, which is reclaimable)
   while kill -0 "$pid" 2>/dev/null; do
-    h=$(sed -n 's/^VmHWM: *\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null)
+    h=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null)
+    a=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null)
     [ -n "$h" ] && hwm=$h
+    [ -n "$a" ] && [ "$a" -gt "$anon" ] && anon=$a
     sleep 2
   done
   wait "$pid" || { echo "long prompt: run failed: $(tail -n 2 "$BUILD/long.err")"; exit 1; }
-  echo "long prompt: $(grep -o '\[prompt.*' "$BUILD/long.err" | tail -n 1) peak RSS $((hwm / 1024)) MiB"
+  echo "long prompt: $(grep -o '\[prompt.*' "$BUILD/long.err" | tail -n 1) peak RSS $((hwm / 1024)) MiB, of it anonymous $((anon / 1024)) MiB"
   exit 0
 fi
 

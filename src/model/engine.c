@@ -72,7 +72,8 @@ static void engine_carve(ds_engine *e, const ds_config *c, const ds_engine_limit
     p->group_tok = CARVE_I(s, N);
     int64_t o2 = s->off;
     p->gemm_work = CARVE_F(s, matmul_work_floats(engine_max_in(c)));
-    p->kv_full = CARVE_F(s, T * H * (dn + dv));
+    p->kv_t = CARVE_F(s, T * H * (dn + dv));
+    p->kv_b_f32 = CARVE_F(s, H * (dn + dv) * dc);
     p->lat_rows = CARVE_F(s, T * dc);
     // absorbed attention: per head of a block, q_abs|q_pe (dc+dr), lat (dc), scores (max_ctx)
     int64_t hb = H < ENG_ATTN_HEADS ? H : ENG_ATTN_HEADS;

@@ -76,7 +76,8 @@ struct ds_engine {
 
     // scratch
     float *gemm_work;    // DS_GEMM_TILE_ROWS * max in-dim
-    float *kv_full;      // (max_ctx, H*(dn+dv)) naive-attention K_nope|V per head
+    float *kv_t;         // (H*(dn+dv), ctx) naive attention: K_nope^T | V^T per head, ctx = positions so far
+    float *kv_b_f32;     // (H*(dn+dv), dc) kv_b_proj in f32 for that GEMM
     float *lat_rows;     // (max_ctx, dc) contiguous latents for the naive decompression
     float *thread_scratch; // n_threads * thread_scratch_stride (mla.c)
     int64_t thread_scratch_stride;

@@ -76,18 +76,21 @@ static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int 
     }
 }
 
-// Naive attention for one (token, head) against decompressed K_nope|V rows in kv_full.
-static void mla_attend_naive(ds_engine *e, int layer, int seq, int pos, int h,
-                             const float *qh, float *oh, float *scratch) {
+// Naive attention for one (token, head). kv_t holds K_nope^T | V^T: row h*(dn+dv) + d is
+// dimension d of head h over the `ctx` positions, so the scores are dn axpys and the output
+// dv dots along contiguous rows. (Rows per position instead put H*(dn+dv) floats between a
+// head's consecutive positions — a new page per position at long context, for every query.)
+static void mla_attend_naive(ds_engine *e, int layer, int seq, int pos, int h, int ctx, const float *qh, float *oh,
+                             float *sc) {
     const ds_config *c = &e->m->cfg;
     int dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim, dc = c->kv_lora_rank;
-    int64_t kv_stride = (int64_t)c->num_attention_heads * (dn + dv);
-    const float *kv = e->kv_full + (int64_t)h * (dn + dv);
-    float *sc = scratch;
-    attn_scores_f32(sc, qh, kv, kv_stride, pos + 1, dn, e->softmax_scale, 0);
-    attn_scores_f32(sc, qh + dn, eng_cache_row(e, layer, seq, 0) + dc, e->lat_dim, pos + 1, dr, e->softmax_scale, 1);
-    softmax_forward(sc, pos + 1);
-    attn_wsum_f32(oh, sc, kv + dn, kv_stride, pos + 1, dv, 0);
+    int n = pos + 1;
+    const float *kt = e->kv_t + (int64_t)h * (dn + dv) * ctx;
+    memset(sc, 0, (size_t)n * sizeof(float));
+    for (int d = 0; d < dn; d++) axpy_f32(sc, e->softmax_scale * qh[d], kt + (int64_t)d * ctx, n);
+    attn_scores_f32(sc, qh + dn, eng_cache_row(e, layer, seq, 0) + dc, e->lat_dim, n, dr, e->softmax_scale, 1);
+    softmax_forward(sc, n);
+    for (int d = 0; d < dv; d++) oh[d] = dot_f32(sc, kt + (int64_t)(dn + d) * ctx, n);
 }
 
 // Multiply-adds of each form for a sequence with n new tokens and ctx cached positions.
@@ -109,30 +112,39 @@ static void mla_attend_group(ds_engine *e, const ds_block *b, int layer, const d
     int naive = e->lim.attn == DS_ATTN_NAIVE ||
                 (e->lim.attn == DS_ATTN_AUTO && mla_prefers_naive(e, g->n, ctx));
     if (naive) {
+        // kv_t (H*(dn+dv), ctx) = kv_b (H*(dn+dv), dc) @ latents^T: the latent rows act as the
+        // "weights" of an f32 GEMM whose "tokens" are kv_b's rows (in f32). One sequence's own
+        // rows only, so the GEMM is exact-safe: it never mixes requests.
         for (int j = 0; j < ctx; j++)
             memcpy(e->lat_rows + (int64_t)j * dc, eng_cache_row(e, layer, g->seq, j), (size_t)dc * sizeof(float));
-        // One sequence's own rows only, so the GEMM is exact-safe: it never mixes requests.
-        matmul_forward(e->kv_full, e->lat_rows, &b->kv_b, ctx, e->gemm_work);
+        ds_tensor_rows_to_f32(&b->kv_b, 0, b->kv_b.shape[0], e->kv_b_f32);
+        ds_tensor lat = {.dtype = DS_F32, .ndim = 2, .shape = {ctx, dc}, .data = e->lat_rows};
+        matmul_forward(e->kv_t, e->kv_b_f32, &lat, (int)b->kv_b.shape[0], e->gemm_work);
+        // Work items (head, token), head-major: the threads walk one head's K^T|V^T rows
+        // (ctx x (dn+dv) floats) for many queries in turn, so they stay in the last-level cache.
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (int p = 0; p < g->n * H; p++) {
+            int h = p / g->n, i = g->tok[p % g->n];
+            float *scratch = e->thread_scratch + (int64_t)omp_get_thread_num() * e->thread_scratch_stride;
+            mla_attend_naive(e, layer, g->seq, batch->pos[i], h, ctx, e->q + ((int64_t)i * H + h) * (dn + dr),
+                             e->att + ((int64_t)i * H + h) * dv, scratch);
+        }
+        return;
     }
-    // Work items: (token, block of heads). Blocks of at most ENG_ATTN_HEADS heads for the
-    // absorbed form, and at least as many items as threads when there are few tokens (decode).
-    // (Each head's result is the same whatever block it is in.)
-    int per_tok = naive ? H : (H + ENG_ATTN_HEADS - 1) / ENG_ATTN_HEADS;
+    // Work items: (token, block of heads). Blocks of at most ENG_ATTN_HEADS heads, and at
+    // least as many items as threads when there are few tokens (decode). (Each head's result
+    // is the same whatever block it is in.)
+    int per_tok = (H + ENG_ATTN_HEADS - 1) / ENG_ATTN_HEADS;
     int want = (e->n_threads + g->n - 1) / g->n;
-    if (!naive && per_tok < want) per_tok = want < H ? want : H;
+    if (per_tok < want) per_tok = want < H ? want : H;
     int items = g->n * per_tok;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int p = 0; p < items; p++) {
         int i = g->tok[p / per_tok], blk = p % per_tok;
         int h0 = (int)((int64_t)H * blk / per_tok), h1 = (int)((int64_t)H * (blk + 1) / per_tok);
         float *scratch = e->thread_scratch + (int64_t)omp_get_thread_num() * e->thread_scratch_stride;
-        const float *q_tok = e->q + (int64_t)i * H * (dn + dr);
-        float *o_tok = e->att + (int64_t)i * H * dv;
-        if (naive)
-            for (int h = h0; h < h1; h++)
-                mla_attend_naive(e, layer, g->seq, batch->pos[i], h, q_tok + (int64_t)h * (dn + dr),
-                                 o_tok + (int64_t)h * dv, scratch);
-        else mla_attend_absorbed(e, b, layer, g->seq, batch->pos[i], h0, h1, q_tok, o_tok, scratch);
+        mla_attend_absorbed(e, b, layer, g->seq, batch->pos[i], h0, h1, e->q + (int64_t)i * H * (dn + dr),
+                            e->att + (int64_t)i * H * dv, scratch);
     }
 }
 

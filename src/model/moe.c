@@ -91,8 +91,8 @@ static void moe_group_tokens(ds_engine *e, int n) {
 
 // Decode-sized batches (n <= ENG_MOE_PAR_TOKENS) with several threads. Each expert's matmuls
 // are then matvecs (gate, up, down for each of K routed experts and the shared one) too small
-// to pay a fork/join each, and too few to deal out one expert per thread without idling (9 of
-// them on 2 threads). Instead one parallel region runs the whole layer in five phases with
+// to pay a fork/join each, and too few to deal out one expert per thread without idling (5 of
+// them on 2 threads with 4 routed + 1 shared). Instead one parallel region runs the whole layer in five phases with
 // a barrier between them, every phase's work split evenly over the threads: (0) gather and
 // quantize each expert's tokens, (1) the rows of every gate and up matrix, in blocks of
 // ENG_MOE_ROWS, (2) SwiGLU and quantization of the hidden activations, (3) the rows of every

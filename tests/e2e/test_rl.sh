@@ -98,7 +98,7 @@ expect 1 "--loss" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x
 expect 1 "--samples" "$DS" eval -m "$TMP/sft" --data "$TMP/seven.jsonl" --samples 0
 echo '{"messages": [{"role": "user", "content": "hi"}]}' >"$TMP/bad.jsonl"
 expect 2 "bad.jsonl:1" "$DS" sft -m "$TMP/init" --data "$TMP/bad.jsonl" -o "$TMP/x"
-expect 2 "bad.jsonl:1" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-data "$TMP/bad.jsonl"
+expect 2 "bad.jsonl:1" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --max-new 64 --sft-data "$TMP/bad.jsonl"
 echo '{"task": "arithmetic", "prompt": "What is 1 + 1?"}' >"$TMP/bad2.jsonl"
 expect 2 "bad2.jsonl:1" "$DS" eval -m "$TMP/sft" --data "$TMP/bad2.jsonl"
 expect 2 "bad2.jsonl:1" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/bad2.jsonl" -o "$TMP/x"
