@@ -329,26 +329,13 @@ static void grpo_next_prompts(grpo_run *r, int *sel) {
         sel[i] = grpo_draw(r->order, r->n_probs, &r->cursor, &r->epoch, (uint64_t)r->a.seed, 1000);
 }
 
-// Lays out the next --sft-batch anchor examples (inputs ids[0..L-2], targets on the reply
-// tokens); returns T of the rows and the number of targets in *n_tgt.
+// Lays out the next --sft-batch anchor examples (chatdata_pack); returns T of the rows and
+// the number of targets in *n_tgt.
 static int grpo_sft_pack(grpo_run *r, int64_t *n_tgt) {
-    int b = r->a.sft_batch, ex[4096], T = 2;
-    for (int q = 0; q < b; q++) {
+    int ex[4096];
+    for (int q = 0; q < r->a.sft_batch; q++)
         ex[q] = grpo_draw(r->sft_order, r->sft.n, &r->sft_cursor, &r->sft_epoch, (uint64_t)r->a.seed, 1u << 20);
-        if (r->sft.len[ex[q]] - 1 > T) T = r->sft.len[ex[q]] - 1;
-    }
-    *n_tgt = 0;
-    for (int q = 0; q < b; q++) {
-        const int *ids = r->sft.ids[ex[q]];
-        int L = r->sft.len[ex[q]], np = r->sft.n_prompt[ex[q]];
-        for (int t = 0; t < T; t++) {
-            int in = t < L - 1, tg = in && t + 1 >= np ? ids[t + 1] : -1;
-            r->sft_inp[(int64_t)q * T + t] = in ? ids[t] : 0;
-            r->sft_tgt[(int64_t)q * T + t] = tg;
-            *n_tgt += tg >= 0;
-        }
-    }
-    return T;
+    return chatdata_pack(&r->sft, ex, r->a.sft_batch, r->sft_inp, r->sft_tgt, n_tgt, NULL);
 }
 
 typedef struct {

@@ -120,26 +120,12 @@ typedef struct {
     FILE *metrics;
 } sft_run;
 
-// Fills rows for examples ex[0..b): inputs ids[0..L-2], targets ids[t+1] on reply tokens.
-// Returns T of the micro-batch (longest row, at least 2).
+// Fills rows for examples ex[0..b) (chatdata_pack); adds their targets to *n_ce / *n_mtp.
 static int sft_pack(sft_run *r, const int *ex, int b, int64_t *n_ce, int64_t *n_mtp) {
-    int T = 2;
-    for (int k = 0; k < b; k++)
-        if (r->data.len[ex[k]] - 1 > T) T = r->data.len[ex[k]] - 1;
-    for (int k = 0; k < b; k++) {
-        const int *ids = r->data.ids[ex[k]];
-        int L = r->data.len[ex[k]], np = r->data.n_prompt[ex[k]];
-        for (int t = 0; t < T; t++) {
-            int in = t < L - 1;
-            r->inp[(int64_t)k * T + t] = in ? ids[t] : 0;
-            int tg = in && t + 1 >= np ? ids[t + 1] : -1;
-            r->tgt[(int64_t)k * T + t] = tg;
-            if (tg >= 0) {
-                (*n_ce)++;
-                if (t > 0) (*n_mtp)++;
-            }
-        }
-    }
+    int64_t nc, nm;
+    int T = chatdata_pack(&r->data, ex, b, r->inp, r->tgt, &nc, &nm);
+    *n_ce += nc;
+    *n_mtp += nm;
     return T;
 }
 

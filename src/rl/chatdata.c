@@ -145,3 +145,25 @@ void chatdata_free(chatdata_set *set) {
     free(set->n_prompt);
     memset(set, 0, sizeof *set);
 }
+
+int chatdata_pack(const chatdata_set *set, const int *ex, int b, int32_t *inp, int32_t *tgt, int64_t *n_tgt,
+                  int64_t *n_mtp) {
+    int T = 2;
+    for (int k = 0; k < b; k++)
+        if (set->len[ex[k]] - 1 > T) T = set->len[ex[k]] - 1;
+    int64_t nt = 0, nm = 0;
+    for (int k = 0; k < b; k++) {
+        const int *ids = set->ids[ex[k]];
+        int L = set->len[ex[k]], np = set->n_prompt[ex[k]];
+        for (int t = 0; t < T; t++) {
+            int in = t < L - 1, tg = in && t + 1 >= np ? ids[t + 1] : -1;
+            inp[(int64_t)k * T + t] = in ? ids[t] : 0;
+            tgt[(int64_t)k * T + t] = tg;
+            nt += tg >= 0;
+            nm += tg >= 0 && t > 0;
+        }
+    }
+    *n_tgt = nt;
+    if (n_mtp) *n_mtp = nm;
+    return T;
+}

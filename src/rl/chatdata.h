@@ -4,6 +4,7 @@
 // (loss on the reply only), GRPO and eval (prompts).
 #pragma once
 #include <stdbool.h>
+#include <stdint.h>
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,3 +32,10 @@ typedef struct {
 ds_status chatdata_load(chatdata_set *set, const ds_tokenizer *t, const char *const *files, int n_files, int max_len,
                         int *skipped, ds_error *err);
 void chatdata_free(chatdata_set *set);
+
+// Training rows for examples ex[0..b): inputs ids[0..L-2] (0 beyond), targets ids[t+1] on the
+// reply tokens (-1 elsewhere), each row T = longest example - 1 (at least 2) long; inp and
+// tgt hold b * T values. Returns T; *n_tgt gets the targets, *n_mtp those at t > 0 (what the
+// MTP module predicts; may be NULL).
+int chatdata_pack(const chatdata_set *set, const int *ex, int b, int32_t *inp, int32_t *tgt, int64_t *n_tgt,
+                  int64_t *n_mtp);
