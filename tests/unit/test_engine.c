@@ -325,9 +325,11 @@ static void test_route_noaux_tc(void **state) {
 
 // Expert-parallel decode (moe.c: batches of fewer than DS_GEMM_MIN_N tokens with several
 // threads run one expert per thread) gives logits bit-identical to the serial path (one
-// thread), for stored f32/bf16 weights and for Q8_0/Q4_0 re-encoded at load.
+// thread), for stored f32/bf16 weights and for Q8_0/Q4_0 re-encoded at load. The tiny-r1
+// preset (hidden 256, expert width 128) so that every matrix spans several ENG_MOE_ROWS
+// blocks and Q4_0 experts are regrouped as Q4_0X8: the row partition is exercised.
 static void check_expert_parallel(ds_init_dtype dt, int quant) {
-    char *dir = write_preset("tiny", dt);
+    char *dir = write_preset("tiny-r1", dt);
     ds_model m;
     load(&m, dir);
     if (quant >= 0) {
@@ -335,7 +337,9 @@ static void check_expert_parallel(ds_init_dtype dt, int quant) {
         int nq = 0;
         if (ds_model_quantize(&m, (ds_dtype)quant, 0, &nq, &err)) fail_msg("quantize: %s", err.msg);
         assert_true(nq > 0);
+        if (quant == DS_Q4_0) assert_int_equal(m.layers[1].exp_down[0].dtype, DS_Q4_0X8);
     }
+    assert_true(m.cfg.hidden_size > ENG_MOE_ROWS && m.cfg.moe_intermediate_size > ENG_MOE_ROWS);
     long n = (long)T_LEN * m.cfg.vocab_size;
     float *serial = malloc(n * sizeof(float)), *par = malloc(n * sizeof(float));
     int saved = omp_get_max_threads();
