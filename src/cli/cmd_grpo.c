@@ -60,6 +60,14 @@ static void grpo_usage(FILE *f) {
             "                       advantage would push correct tokens of failed replies down). The step's\n"
             "                       CE is logged as sft_ce; a step with no informative group still takes\n"
             "                       the SFT part of the update.\n"
+            "  --positive-only      the policy term only on completions with a positive advantage (positive\n"
+            "                       sample reinforcement, Zhu et al. 2025): the failures of a group only\n"
+            "                       lower its mean; their tokens, mostly right steps of a reply that missed,\n"
+            "                       are not pushed down. The KL term stays on every token.\n"
+            "  --top-entropy F      the policy term only on the fraction F (0-1, default 1 = all) of the\n"
+            "                       update's tokens with the highest sampling entropy, the \"forking\" tokens\n"
+            "                       where the reply chooses (Wang et al. 2025); the KL term stays on every\n"
+            "                       token. Logged as pg_tokens (fraction) and pg_entropy_min (threshold).\n"
             "  --sft-confident P    anchor only the targets the reference model predicts with probability\n"
             "                       >= P (0 = all, the default): what SFT taught for sure (the arithmetic of\n"
             "                       a trace) stays, the choices it left uncertain are free for RL to change\n"
@@ -74,8 +82,8 @@ typedef struct {
     const char *dir, *out_dir, *ref_dir, *sft_data;
     const char **tasks;
     int n_tasks;
-    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter, sft_batch;
-    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef, sft_conf;
+    int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter, sft_batch, pos_only;
+    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef, sft_conf, top_ent;
     grpo_agg agg;
     sampler_params sp;
     ds_dtype save_dtype;
@@ -94,13 +102,14 @@ static const cli_num_opt grpo_num_opts[] = {
     GRPO_FLT("--clip", 0, 1e9, clip),              GRPO_FLT("--reward-accuracy", -100, 100, w_acc),
     GRPO_FLT("--reward-format", -100, 100, w_fmt), GRPO_INT("--sft-batch", 1, 4096, sft_batch),
     GRPO_FLT("--sft-coef", 0, 1e6, sft_coef),      GRPO_FLT("--sft-confident", 0, 1, sft_conf),
+    GRPO_FLT("--top-entropy", 1e-6, 1, top_ent),
 };
 
 static int grpo_parse(int argc, char **argv, grpo_args *a) {
     *a = (grpo_args){.steps = 100, .group = 8, .prompts = 16, .iterations = 1, .max_new = 256, .micro = 16, .seed = 1,
                      .eps = 0.2, .eps_high = -1, .beta = 0.04, .lr = 1e-4, .clip = 1.0, .w_acc = 1.0, .w_fmt = 0.1,
                      .agg = GRPO_AGG_TOKEN, .sp = {.temperature = 1.0f, .top_p = 1.0f}, .save_dtype = DS_F32,
-                     .sft_coef = -1, .sft_batch = -1};
+                     .sft_coef = -1, .sft_batch = -1, .top_ent = 1};
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         const char *v;
@@ -113,6 +122,7 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
         else if ((v = cli_opt(argc, argv, &i, "--ref", &missing))) a->ref_dir = v;
         else if ((v = cli_opt(argc, argv, &i, "--sft-data", &missing))) a->sft_data = v;
         else if (!strcmp(argv[i], "--filter-groups")) a->filter = 1;
+        else if (!strcmp(argv[i], "--positive-only")) a->pos_only = 1;
         else if ((v = cli_opt(argc, argv, &i, "--tasks", &missing))) {
             const char **d = realloc(a->tasks, sizeof *d * (size_t)(a->n_tasks + 1));
             if (!d) return cli_usage_error("grpo", "out of memory");
@@ -161,6 +171,7 @@ typedef struct {
     const int *seq;         // (b) the sampled sequence of each row
     int32_t *inp, *tgt;     // (b, T)
     float *old, *ref;       // (b, T) log-probs of the sampling policy / reference (NULL when unused)
+    float *pg;              // (b, T) 1 where the policy term applies, 0 where only KL does (--top-entropy)
 } grpo_mb;
 
 typedef struct {
@@ -179,7 +190,7 @@ static float grpo_coef(void *vctx, int64_t i, float logp) {
     float old = c->uses_old ? c->mb->old[i] : logp;
     float ref = c->mb->ref ? c->mb->ref[i] : logp;
     grpo_token t;
-    grpo_token_eval(c->gp, logp, old, ref, c->adv[k], &t);
+    grpo_token_eval(c->gp, logp, old, ref, c->mb->pg ? c->adv[k] * c->mb->pg[i] : c->adv[k], &t);
     c->k3_sum += t.k3;
     c->clipped += t.clipped;
     c->ratio_sum += exp((double)logp - (double)old);
@@ -197,6 +208,7 @@ typedef struct {
     int n_probs;
     int **pids, *plen, max_prompt;
     int *keep;              // (prompts * group) the sequences that enter the update
+    float *ent_sel;         // (prompts * group * max_new) --top-entropy: the kept tokens' entropies
     int *order, cursor, epoch;
     rollout *ro;
     train_model *tm, *ref_tm;
@@ -252,7 +264,7 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
                             r->max_prompt, a->max_new, c->max_position_embeddings);
     st = params_model_view(&r->ps, &r->view, err);
     if (st) return st;
-    rollout_opts ro = {.max_new = a->max_new, .prefill_chunk = 512, .sp = a->sp};
+    rollout_opts ro = {.max_new = a->max_new, .prefill_chunk = 512, .sp = a->sp, .want_entropy = a->top_ent < 1};
     int eos = tokenizer_eos_id(r->tok);
     if (eos >= 0) ro.stop_ids[ro.n_stop++] = eos;
     if (c->eos_token_id >= 0 && c->eos_token_id != eos) ro.stop_ids[ro.n_stop++] = c->eos_token_id;
@@ -289,7 +301,8 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
     r->n_mbs = (n_seq + a->micro - 1) / a->micro;
     r->mbs = calloc((size_t)r->n_mbs, sizeof *r->mbs);
     r->keep = malloc(sizeof(int) * (size_t)n_seq);
-    if (!r->mbs || !r->keep) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    if (a->top_ent < 1) r->ent_sel = malloc(sizeof(float) * (size_t)n_seq * (size_t)a->max_new);
+    if (!r->mbs || !r->keep || (a->top_ent < 1 && !r->ent_sel)) return ds_error_set(err, DS_ERR_OOM, "out of memory");
     for (int j = 0; j < r->n_mbs; j++) {
         size_t cells = (size_t)a->micro * (size_t)T;
         grpo_mb *m = &r->mbs[j];
@@ -297,7 +310,9 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
         m->tgt = malloc(cells * sizeof(int32_t));
         m->old = a->iterations > 1 ? malloc(cells * sizeof(float)) : NULL;
         m->ref = a->beta > 0 ? malloc(cells * sizeof(float)) : NULL;
-        if (!m->inp || !m->tgt || (a->iterations > 1 && !m->old) || (a->beta > 0 && !m->ref))
+        m->pg = a->top_ent < 1 ? malloc(cells * sizeof(float)) : NULL;
+        if (!m->inp || !m->tgt || (a->iterations > 1 && !m->old) || (a->beta > 0 && !m->ref) ||
+            (a->top_ent < 1 && !m->pg))
             return ds_error_set(err, DS_ERR_OOM, "out of memory");
     }
     st = file_mkdirs(a->out_dir, err);
@@ -417,6 +432,8 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         }
         if (st) { rollout_result_free(&res); break; }
         grpo_advantages(rew, P, G, a->agg != GRPO_AGG_DR, 1e-4f, adv);
+        if (a->pos_only)
+            for (int k = 0; k < n_seq; k++) adv[k] = adv[k] > 0 ? adv[k] : 0.0f;
         // the sequences of the update: all, or (--filter-groups) those of groups with a spread
         int zero_groups = 0, n_keep = 0;
         int64_t keep_tokens = 0;
@@ -433,6 +450,16 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         for (int q = 0; q < n_keep; q++) {
             int k = r->keep[q];
             norm[k] = grpo_token_norm(&gp, res.len[k], keep_tokens, n_keep);
+        }
+        // --top-entropy: the policy term only on the kept tokens of highest sampling entropy
+        float ent_thr = 0;
+        int64_t pg_tokens = 0;
+        if (r->ent_sel) {
+            int64_t n_ent = 0;
+            for (int q = 0; q < n_keep; q++)
+                for (int j = 0, k = r->keep[q]; j < res.len[k]; j++)
+                    r->ent_sel[n_ent++] = res.entropy[(int64_t)k * res.max_new + j];
+            ent_thr = grpo_entropy_threshold(r->ent_sel, n_ent, a->top_ent);
         }
         // lay the sequences out as micro-batches: inputs prompt+completion[:-1], targets on the completion
         int n_mbs = (n_keep + a->micro - 1) / a->micro;
@@ -455,6 +482,13 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                     int tok_t = t < np ? pr[t] : ct[t - np];
                     m->inp[(int64_t)q * T + t] = in ? tok_t : 0;
                     m->tgt[(int64_t)q * T + t] = in && t + 1 >= np ? (t + 1 < np ? pr[t + 1] : ct[t + 1 - np]) : -1;
+                    if (m->pg) {
+                        // target t is completion token t + 1 - np
+                        int pg = m->tgt[(int64_t)q * T + t] >= 0 &&
+                                 res.entropy[(int64_t)k * res.max_new + (t + 1 - np)] >= ent_thr;
+                        m->pg[(int64_t)q * T + t] = (float)pg;
+                        pg_tokens += pg;
+                    }
                 }
             }
             train_loss_weights w0 = {.logp = m->ref};
@@ -528,6 +562,9 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                 step, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n, entropy, gnorm, lr, zero_groups, n_keep / G,
                 (double)comp_tokens / t_sample, (double)comp_tokens / dt, dt);
         if (a->sft_data) fprintf(r->metrics, ", \"sft_ce\": %.6f, \"sft_anchored\": %.4f", sft_ce, sft_frac);
+        if (r->ent_sel)
+            fprintf(r->metrics, ", \"pg_tokens\": %.4f, \"pg_entropy_min\": %.4f",
+                    keep_tokens ? (double)pg_tokens / (double)keep_tokens : 0.0, ent_thr);
         fprintf(r->metrics, "}\n");
         fflush(r->metrics);
         double per = (cli_now() - t_start) / step;
@@ -559,10 +596,11 @@ int cmd_grpo(int argc, char **argv) {
     int interrupted = cli_interrupted;
     if (r.metrics) fclose(r.metrics);
     for (int j = 0; j < r.n_mbs; j++) {
-        free(r.mbs[j].inp); free(r.mbs[j].tgt); free(r.mbs[j].old); free(r.mbs[j].ref);
+        free(r.mbs[j].inp); free(r.mbs[j].tgt); free(r.mbs[j].old); free(r.mbs[j].ref); free(r.mbs[j].pg);
     }
     free(r.mbs);
     free(r.keep);
+    free(r.ent_sel);
     chatdata_free(&r.sft);
     free(r.sft_order); free(r.sft_inp); free(r.sft_tgt); free(r.sft_lp); free(r.sft_w);
     rollout_free(r.ro);

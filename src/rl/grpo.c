@@ -1,6 +1,7 @@
 #include "rl/grpo.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 void grpo_advantages(const float *r, int n_groups, int G, int scale_std, float eps, float *adv) {
     for (int g = 0; g < n_groups; g++) {
@@ -44,4 +45,18 @@ void grpo_token_eval(const grpo_params *p, float lp, float lp_old, float lp_ref,
     out->dlogp = (float)(-dobj + p->beta * (1.0 - ex));
     out->k3 = (float)k3;
     out->clipped = use_clip;
+}
+
+static int grpo_cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+float grpo_entropy_threshold(float *h, int64_t n, double frac) {
+    if (n <= 0) return 0.0f;
+    int64_t k = (int64_t)ceil((double)n * frac);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    qsort(h, (size_t)n, sizeof *h, grpo_cmp_desc);
+    return h[k - 1];
 }

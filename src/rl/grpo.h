@@ -38,5 +38,10 @@ typedef struct {
     int clipped;     // the clipped branch of the min is the active one (gradient of the ratio term is 0)
 } grpo_token;
 
+// The policy term on the high-entropy "forking" tokens only (Wang et al. 2025, "Beyond the 80/20
+// rule"): the threshold at which a token is among the top `frac` (0 < frac <= 1) of the n
+// entropies h, i.e. the ceil(n * frac)-th largest (ties at it all pass). h is reordered.
+float grpo_entropy_threshold(float *h, int64_t n, double frac);
+
 // Per-token loss and its derivative with respect to lp.
 void grpo_token_eval(const grpo_params *p, float lp, float lp_old, float lp_ref, float adv, grpo_token *out);

@@ -1,5 +1,6 @@
 #include "rl/rollout.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -79,7 +80,7 @@ void rollout_free(rollout *r) {
 }
 
 void rollout_result_free(rollout_result *res) {
-    free(res->tokens); free(res->len); free(res->stopped);
+    free(res->tokens); free(res->len); free(res->stopped); free(res->entropy);
     memset(res, 0, sizeof *res);
 }
 
@@ -89,8 +90,23 @@ static int is_stop(const rollout_opts *o, int id) {
     return 0;
 }
 
-// Records a sampled token for sequence k; returns 1 when the completion is finished.
-static int rollout_take(rollout *r, rollout_result *res, int k, int id) {
+// H(softmax(z)) in nats, in double: V terms of very different sizes.
+static float rollout_entropy(const float *z, int V) {
+    float mx = z[0];
+    for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+    double se = 0, sez = 0;
+    for (int i = 0; i < V; i++) {
+        double e = exp((double)z[i] - mx);
+        se += e;
+        sez += e * ((double)z[i] - mx);
+    }
+    return (float)(log(se) - sez / se);
+}
+
+// Records the token sampled from `logits` for sequence k; returns 1 when the completion is finished.
+static int rollout_take(rollout *r, rollout_result *res, int k, const float *logits) {
+    int id = sampler_sample(&r->smp[k], logits);
+    if (res->entropy) res->entropy[(int64_t)k * res->max_new + res->len[k]] = rollout_entropy(logits, r->V);
     res->tokens[(int64_t)k * res->max_new + res->len[k]++] = id;
     res->generated++;
     if (is_stop(&r->o, id)) { res->stopped[k] = 1; return 1; }
@@ -114,7 +130,8 @@ ds_status rollout_run(rollout *r, const int *const *ids, const int *lens, int n_
     res->tokens = malloc((size_t)n * (size_t)r->o.max_new * sizeof(int32_t));
     res->len = calloc((size_t)n, sizeof(int));
     res->stopped = calloc((size_t)n, 1);
-    if (!res->tokens || !res->len || !res->stopped) {
+    if (r->o.want_entropy) res->entropy = malloc((size_t)n * (size_t)r->o.max_new * sizeof(float));
+    if (!res->tokens || !res->len || !res->stopped || (r->o.want_entropy && !res->entropy)) {
         rollout_result_free(res);
         return ds_error_set(err, DS_ERR_OOM, "out of memory");
     }
@@ -142,7 +159,7 @@ ds_status rollout_run(rollout *r, const int *const *ids, const int *lens, int n_
             st = ds_engine_forward(r->e, &b, r->logits, err);
             int row = 0;
             for (int i = 0; i < fill && !st; i++)
-                if (r->want[i]) rollout_take(r, res, r->seq[i], sampler_sample(&r->smp[r->seq[i]], r->logits + (int64_t)row++ * V));
+                if (r->want[i]) rollout_take(r, res, r->seq[i], r->logits + (int64_t)row++ * V);
             fill = 0;
             if (cancel && *cancel) st = ds_error_set(err, DS_ERR_INTERRUPTED, "interrupted");
         }
@@ -163,7 +180,7 @@ ds_status rollout_run(rollout *r, const int *const *ids, const int *lens, int n_
         ds_batch b = {m, r->tok, r->seq, r->pos, r->want};
         st = ds_engine_forward(r->e, &b, r->logits, err);
         for (int i = 0; i < m && !st; i++)
-            rollout_take(r, res, r->seq[i], sampler_sample(&r->smp[r->seq[i]], r->logits + (int64_t)i * V));
+            rollout_take(r, res, r->seq[i], r->logits + (int64_t)i * V);
         if (progress) progress(progress_ctx, res->generated);
         if (!st && cancel && *cancel) st = ds_error_set(err, DS_ERR_INTERRUPTED, "interrupted");
     }

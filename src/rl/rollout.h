@@ -12,6 +12,7 @@ typedef struct {
     sampler_params sp;     // temperature / top-p / ...; seed is the base of every sequence's stream
     int stop_ids[4];       // tokens that end a completion (included in it)
     int n_stop;
+    int want_entropy;      // also record the entropy of every sampled token's distribution
 } rollout_opts;
 
 // Completion k (k = prompt * n_samples + sample): tokens[k * max_new ...], len[k] tokens, the
@@ -22,6 +23,9 @@ typedef struct {
     int32_t *tokens;       // (n, max_new)
     int *len;
     uint8_t *stopped;
+    float *entropy;        // (n, max_new) with want_entropy, else NULL: the entropy in nats of the
+                           // policy's next-token distribution (temperature 1, no top-p) at each
+                           // completion token, where the sampler chose it
     int64_t generated;     // total completion tokens
     double seconds;
 } rollout_result;

@@ -65,6 +65,19 @@ grep -q '"sft_ce"' "$M" && fail "grpo without --sft-data logs sft_ce"
 f=$(head -n 1 "$TMP/grpo-c/metrics.jsonl" | sed 's/.*"sft_anchored": \([0-9.]*\).*/\1/')
 awk -v f="$f" 'BEGIN { exit !(f > 0.05 && f < 0.95) }' || fail "grpo --sft-confident: anchored fraction '$f'"
 grep -q '"sft_anchored": 1.0000' "$TMP/grpo-a/metrics.jsonl" || fail "grpo --sft-data: without --sft-confident all targets are anchored"
+# --top-entropy: the policy term on the top fraction of the update's tokens by sampling entropy
+"$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-e" --steps 2 --group 4 --prompts-per-step 4 \
+  --max-new 64 --seed 3 --top-entropy 0.3 2>"$TMP/grpo-e.log" || fail "grpo --top-entropy: $(tail -n 3 "$TMP/grpo-e.log")"
+f=$(head -n 1 "$TMP/grpo-e/metrics.jsonl" | sed 's/.*"pg_tokens": \([0-9.]*\).*/\1/')
+awk -v f="$f" 'BEGIN { exit !(f >= 0.3 && f < 0.9) }' || fail "grpo --top-entropy 0.3: policy-term fraction '$f'"
+grep -q '"pg_tokens"' "$M" && fail "grpo without --top-entropy logs pg_tokens"
+# --positive-only (the failures' tokens are not pushed down) still learns the sevens
+"$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-p" --steps 20 --group 8 --prompts-per-step 8 \
+  --max-new 64 --lr 1e-3 --beta 0.04 --seed 1 --positive-only 2>"$TMP/grpo-p.log" ||
+  fail "grpo --positive-only: $(tail -n 3 "$TMP/grpo-p.log")"
+p0=$(head -n 1 "$TMP/grpo-p/metrics.jsonl" | sed 's/.*"reward": \([-0-9.]*\).*/\1/')
+p1=$(tail -n 5 "$TMP/grpo-p/metrics.jsonl" | sed 's/.*"reward": \([-0-9.]*\).*/\1/' | awk '{ s += $1 } END { print s / NR }')
+awk -v a="$p0" -v b="$p1" 'BEGIN { exit !(b > a + 0.3) }' || fail "grpo --positive-only: mean reward $p0 -> $p1"
 "$DS" plot --metrics "$M" -o "$TMP/grpo.png" 2>/dev/null || fail "plot of grpo metrics"
 [ "$(head -c 4 "$TMP/grpo.png" | tail -c 3)" = "PNG" ] || fail "plot wrote no PNG"
 
@@ -94,6 +107,8 @@ expect 1 "unknown option" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o
 expect 1 "need --sft-data" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-coef 1
 expect 1 "need --sft-data" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-confident 0.5
 expect 1 "exceeds --micro-batch" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-data "$TMP/anchor.jsonl" --sft-batch 64
+expect 1 "--top-entropy" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --top-entropy 0
+expect 1 "--top-entropy" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --top-entropy 1.5
 expect 1 "--loss" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --loss nope
 expect 1 "--samples" "$DS" eval -m "$TMP/sft" --data "$TMP/seven.jsonl" --samples 0
 echo '{"messages": [{"role": "user", "content": "hi"}]}' >"$TMP/bad.jsonl"

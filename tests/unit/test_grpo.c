@@ -7,7 +7,9 @@
 // - one AdamW step on the objective raises the log-likelihood of the completion with a positive
 //   advantage and lowers that of the negative one, by a useful amount at GRPO learning rates;
 // - params_model_view: the inference engine reading the trainer's weights gives the same
-//   log-probs as the training forward.
+//   log-probs as the training forward;
+// - --top-entropy: the threshold of the top fraction on hand-made entropies, and the entropies
+//   the rollout records equal the trainer's entropies at the same positions.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include "model/engine.h"
 #include "model/init.h"
 #include "rl/grpo.h"
+#include "rl/rollout.h"
 #include "train/params.h"
 #include "train/train_model.h"
 #include "train/trainer.h"
@@ -296,6 +299,74 @@ static void test_model_view_matches_training_forward(void **state) {
     params_free(&ps);
 }
 
+static void test_entropy_threshold_hand(void **state) {
+    (void)state;
+    float h[5];
+    // the ceil(n * frac)-th largest of {0.5, 0.1, 0.9, 0.3, 0.7}
+    struct { double frac; float want; } c[] = {{1.0, 0.1f}, {0.2, 0.9f}, {0.5, 0.5f}, {0.3, 0.7f}, {1e-6, 0.9f}};
+    for (int i = 0; i < 5; i++) {
+        float v[5] = {0.5f, 0.1f, 0.9f, 0.3f, 0.7f};
+        memcpy(h, v, sizeof v);
+        float got = grpo_entropy_threshold(h, 5, c[i].frac);
+        if (got != c[i].want) fail_msg("frac %g: threshold %g, want %g", c[i].frac, got, c[i].want);
+    }
+    // ties at the threshold all pass (>=): with {2, 2, 2, 0} the top quarter is every 2
+    float t[4] = {2, 0, 2, 2};
+    assert_true(grpo_entropy_threshold(t, 4, 0.25) == 2.0f);
+}
+
+// The rollout's recorded entropies (want_entropy) are the policy's: at every completion
+// position they equal the entropy the trainer's forward computes for the same sequence.
+static void test_rollout_entropy_matches_trainer(void **state) {
+    (void)state;
+    param_store ps;
+    train_model *tm;
+    int32_t inp[B * T], tgt[B * T];
+    setup_model(&ps, &tm, inp, tgt);
+    ds_model m;
+    ds_error err;
+    assert_int_equal(params_model_view(&ps, &m, &err), DS_OK);
+    enum { NEW = T - NP };
+    rollout_opts o = {.max_new = NEW, .prefill_chunk = 8, .sp = {.temperature = 1.0f, .top_p = 1.0f, .seed = 7},
+                      .want_entropy = 1};
+    rollout *ro;
+    assert_int_equal(rollout_create(&ro, &m, 2, NP, &o, &err), DS_OK);
+    const int *ids[1] = {inp};
+    int lens[1] = {NP};
+    rollout_result res;
+    assert_int_equal(rollout_run(ro, ids, lens, 1, 2, 0, &res, NULL, NULL, NULL, &err), DS_OK);
+    assert_non_null(res.entropy);
+    // lay out each sampled sequence: prompt + completion, entropies at the completion's targets
+    int32_t si[B * T], st[B * T];
+    float ent[B * T];
+    for (int k = 0; k < 2; k++)
+        for (int t = 0; t < T; t++) {
+            int L = NP + res.len[k];
+            int tok = t < NP ? inp[t] : t - NP < res.len[k] ? res.tokens[k * res.max_new + t - NP] : 0;
+            si[k * T + t] = t < L ? tok : 0;
+            int next = t + 1 < NP ? inp[t + 1] : t + 1 - NP < res.len[k] ? res.tokens[k * res.max_new + t + 1 - NP] : -1;
+            st[k * T + t] = t + 1 >= NP && t + 1 < L ? next : -1;
+        }
+    train_loss_weights w = {.entropy = ent};
+    train_loss L = {0};
+    train_model_eval(tm, si, st, B, T, &w, &L);
+    int checked = 0;
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < res.len[k]; j++) {
+            float want = ent[k * T + NP - 1 + j], got = res.entropy[k * res.max_new + j];
+            if (!(fabsf(want - got) < 1e-4f * (1 + want)))
+                fail_msg("sequence %d token %d: rollout entropy %.6f, trainer %.6f", k, j, got, want);
+            checked++;
+        }
+    assert_true(checked >= NEW); // at least one full completion (random weights rarely stop)
+    assert_true(res.entropy[0] > 0.1f); // random weights: far from deterministic
+    rollout_result_free(&res);
+    rollout_free(ro);
+    ds_model_free(&m);
+    train_model_free(tm);
+    params_free(&ps);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_advantages_hand),
@@ -304,6 +375,8 @@ int main(void) {
         cmocka_unit_test(test_objective_gradient_fd),
         cmocka_unit_test(test_one_step_moves_logp_by_advantage),
         cmocka_unit_test(test_model_view_matches_training_forward),
+        cmocka_unit_test(test_entropy_threshold_hand),
+        cmocka_unit_test(test_rollout_entropy_matches_trainer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
