@@ -345,8 +345,8 @@ DS_TARGET static inline float f16_scale(const unsigned char *p) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
-// Prefetch distance of the Q8_0 and Q4_0 dots, as for Q4_0X8 below (1-thread cold matvec ~16 -> ~19
-// GB/s). The f32 / bf16 loops stream fast enough for the hardware prefetcher: no gain there.
+// Prefetch distance of the Q8_0 and Q4_0 dots, as for Q4_0X8 below (1-thread cold matvec
+// ~16 -> ~19 GB/s). The f32 / bf16 loops gained nothing from it (within noise): none there.
 enum { Q8_PREFETCH = 2048 };
 
 DS_TARGET float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
@@ -411,13 +411,6 @@ DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     return hsum_ps(_mm256_add_ps(acc0, acc1)) - corr;
 }
 
-// Eight rows at once on the regrouped layout: after maddubs + madd, 32-bit lane j holds row
-// j's sum over 4 columns, so the 8 chunks of a block add up vertically (no horizontal sums)
-// and one vcvtph2ps converts the 8 rows' scales. Two column groups per 256-bit load: the low
-// nibbles of groups 2j | 2j+1 are rows 0-3 of each, the high nibbles rows 4-7, each against
-// its group's four activations (dword 2j | 2j+1 of the block, spread by one permute); the
-// halves meet once per block. (One group per 128-bit load, widened with vinserti128 and an
-// activation broadcast per group, took ~70 uops a block and ran compute-bound at ~22 GB/s.)
 // One core alone does not keep enough cache misses in flight to stream at memory speed
 // while it also computes: the hardware prefetcher stays too close. Prefetching 16 blocks
 // (2.3 KB) ahead took the 1-thread cold matvec from ~16 to ~19-20 GB/s (bench_matvec, 4096
@@ -426,6 +419,13 @@ DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
 // never faults.
 enum { Q4X8_PREFETCH = 16 * 144 };
 
+// Eight rows at once on the regrouped layout: after maddubs + madd, 32-bit lane j holds row
+// j's sum over 4 columns, so the 8 chunks of a block add up vertically (no horizontal sums)
+// and one vcvtph2ps converts the 8 rows' scales. Two column groups per 256-bit load: the low
+// nibbles of groups 2j | 2j+1 are rows 0-3 of each, the high nibbles rows 4-7, each against
+// its group's four activations (dword 2j | 2j+1 of the block, spread by one permute); the
+// halves meet once per block. (One group per 128-bit load, widened with vinserti128 and an
+// activation broadcast per group, took ~70 uops a block and ran compute-bound at ~22 GB/s.)
 DS_TARGET void dot8_q4_0x8_avx2(const void *grp, const act_q8 *x, int64_t nb, float *out) {
     const unsigned char *p = grp;
     const __m256i m15 = _mm256_set1_epi8(15);
