@@ -61,6 +61,8 @@ float dot_f32(const float *a, const float *b, int64_t n);
 // most 1024 terms, added in double). Vectorised exp within ~2 ulp of expf.
 double exp_sum_f32(float *out, const float *in, int64_t n, float shift);
 float max_f32(const float *x, int64_t n); // -inf for n = 0
+// Entropy in nats of softmax(z) (n >= 1), accumulated in double: terms of very different sizes.
+float softmax_entropy_f32(const float *z, int64_t n);
 void axpy_f32(float *y, float a, const float *x, int64_t n); // y += a x
 // Attention against n_rows cached rows of `stride` floats (their first dim values):
 // sc[j] = scale * dot(q, rows[j]) (acc = 0), or sc[j] += that (acc = 1, a second part of a

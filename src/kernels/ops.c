@@ -26,6 +26,17 @@ double exp_sum_f32(float *out, const float *in, int64_t n, float shift) {
     return s;
 }
 
+float softmax_entropy_f32(const float *z, int64_t n) {
+    float mx = max_f32(z, n);
+    double se = 0, sez = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double e = exp((double)(z[j] - mx));
+        se += e;
+        sez += e * (z[j] - mx);
+    }
+    return (float)(log(se) - sez / se);
+}
+
 float max_f32(const float *x, int64_t n) {
 #if DS_HAVE_AVX2_KERNELS
     if (kernels_simd_active()) return max_f32_avx2(x, n);

@@ -1,9 +1,10 @@
 #include "rl/rollout.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "kernels/kernels.h"
 
 struct rollout {
     const ds_model *m;
@@ -90,23 +91,10 @@ static int is_stop(const rollout_opts *o, int id) {
     return 0;
 }
 
-// H(softmax(z)) in nats, in double: V terms of very different sizes.
-static float rollout_entropy(const float *z, int V) {
-    float mx = z[0];
-    for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-    double se = 0, sez = 0;
-    for (int i = 0; i < V; i++) {
-        double e = exp((double)z[i] - mx);
-        se += e;
-        sez += e * ((double)z[i] - mx);
-    }
-    return (float)(log(se) - sez / se);
-}
-
 // Records the token sampled from `logits` for sequence k; returns 1 when the completion is finished.
 static int rollout_take(rollout *r, rollout_result *res, int k, const float *logits) {
     int id = sampler_sample(&r->smp[k], logits);
-    if (res->entropy) res->entropy[(int64_t)k * res->max_new + res->len[k]] = rollout_entropy(logits, r->V);
+    if (res->entropy) res->entropy[(int64_t)k * res->max_new + res->len[k]] = softmax_entropy_f32(logits, r->V);
     res->tokens[(int64_t)k * res->max_new + res->len[k]++] = id;
     res->generated++;
     if (is_stop(&r->o, id)) { res->stopped[k] = 1; return 1; }

@@ -694,17 +694,7 @@ static double head_loss(train_model *tm, const float *x, const int *targets, int
         if (lw && lw->entropy) {
             // H = lse - sum_j p_j z_j, before the in-place CE turns logits into gradients
 #pragma omp parallel for schedule(static) if ((int64_t)m * V >= 65536)
-            for (int i = 0; i < m; i++) {
-                const float *z = s->ce_logits + (int64_t)i * V;
-                float mx = max_f32(z, V);
-                double se = 0, sez = 0;
-                for (int j = 0; j < V; j++) {
-                    double e = exp((double)(z[j] - mx));
-                    se += e;
-                    sez += e * (z[j] - mx);
-                }
-                lw->entropy[r0 + i] = (float)(log(se) - sez / se);
-            }
+            for (int i = 0; i < m; i++) lw->entropy[r0 + i] = softmax_entropy_f32(s->ce_logits + (int64_t)i * V, V);
         }
         for (int i = 0; i < m; i++) s->ce_w[i] = tw ? tw[r0 + i] : coef ? 1.0f : weight;
         crossentropy_forward_backward(s->ce_loss, dx ? s->ce_logits : NULL, s->ce_logits, targets + r0, s->ce_w, m, V);

@@ -312,6 +312,16 @@ static void test_softmax(void **state) {
     assert_true(one == 1.0f);
 }
 
+// softmax_entropy_f32: log n for equal logits (shift-invariant), ~0 for one dominant logit,
+// and -sum p log p of a hand-made distribution {0.5, 0.25, 0.25} = 1.5 ln 2.
+static void test_softmax_entropy(void **state) {
+    (void)state;
+    float eq[7] = {3, 3, 3, 3, 3, 3, 3}, peak[4] = {50, 0, 0, 0}, h[3] = {0, -0.69314718f, -0.69314718f};
+    assert_true(fabsf(softmax_entropy_f32(eq, 7) - logf(7)) < 1e-6f);
+    assert_true(softmax_entropy_f32(peak, 4) >= 0 && softmax_entropy_f32(peak, 4) < 1e-15f);
+    assert_true(fabsf(softmax_entropy_f32(h, 3) - 1.5f * 0.69314718f) < 1e-6f);
+}
+
 static void test_swiglu(void **state) {
     (void)state;
     float g[8] = {0.0f, 1.0f, -1.0f, 3.25f, -100.0f, 100.0f, -1000.0f, 1000.0f};
@@ -367,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_attn_rows),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_softmax_entropy),
         cmocka_unit_test(test_swiglu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
