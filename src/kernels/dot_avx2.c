@@ -347,15 +347,15 @@ DS_TARGET static inline float f16_scale(const unsigned char *p) {
 
 // Prefetch distance of the Q8_0 and Q4_0 dots, as for Q4_0X8 below (1-thread cold matvec
 // ~16 -> ~19 GB/s). The f32 / bf16 loops gained nothing from it (within noise): none there.
-enum { Q8_PREFETCH = 2048 };
+enum { QROW_PREFETCH = 2048 };
 
 DS_TARGET float dot_q8_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     const unsigned char *p = w;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2, p += 68) {
-        _mm_prefetch((const char *)p + Q8_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + Q8_PREFETCH + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + QROW_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + QROW_PREFETCH + 64, _MM_HINT_T0);
         __m256 d0 = _mm256_set1_ps(f16_scale(p) * x[b].d), d1 = _mm256_set1_ps(f16_scale(p + 34) * x[b + 1].d);
         __m256 s0 = block_dot(_mm256_loadu_si256((const __m256i *)(p + 2)), _mm256_loadu_si256((const __m256i *)x[b].q));
         __m256 s1 = block_dot(_mm256_loadu_si256((const __m256i *)(p + 36)),
@@ -397,7 +397,7 @@ DS_TARGET float dot_q4_0_avx2(const void *w, const act_q8 *x, int64_t nb) {
     float corr = 0.0f;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2, p += 36) {
-        _mm_prefetch((const char *)p + Q8_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + QROW_PREFETCH, _MM_HINT_T0);
         float d0 = f16_scale(p), d1 = f16_scale(p + 18);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0 * x[b].d), q4_block(p, x[b].q), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1 * x[b + 1].d), q4_block(p + 18, x[b + 1].q), acc1);
