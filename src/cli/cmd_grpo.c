@@ -68,6 +68,14 @@ static void grpo_usage(FILE *f) {
             "                       update's tokens with the highest sampling entropy, the \"forking\" tokens\n"
             "                       where the reply chooses (Wang et al. 2025); the KL term stays on every\n"
             "                       token. Logged as pg_tokens (fraction) and pg_entropy_min (threshold).\n"
+            "  --process-reward C   process supervision from the task's step checker (countdown's guess\n"
+            "                       traces; DeepSeekMath's process rewards): a reply's choices (operands,\n"
+            "                       operations) get the outcome advantage, every value the trace fixes\n"
+            "                       (results, verdicts, values left, the answer) gets C x (1 - mu) when\n"
+            "                       right and C x (0 - mu) when wrong, mu the group's fraction right, and\n"
+            "                       keywords get none (KL only). Problems without a checker keep the\n"
+            "                       outcome advantage on every token. With --filter-groups a group with\n"
+            "                       a wrong value stays. Logged as proc_free, proc_checked, proc_bad.\n"
             "  --sft-confident P    anchor only the targets the reference model predicts with probability\n"
             "                       >= P (0 = all, the default): what SFT taught for sure (the arithmetic of\n"
             "                       a trace) stays, the choices it left uncertain are free for RL to change\n"
@@ -83,7 +91,7 @@ typedef struct {
     const char **tasks;
     int n_tasks;
     int steps, group, prompts, iterations, max_new, micro, seed, save_every, warmup, filter, sft_batch, pos_only;
-    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef, sft_conf, top_ent;
+    double eps, eps_high, beta, lr, wd, clip, w_acc, w_fmt, sft_coef, sft_conf, top_ent, proc;
     grpo_agg agg;
     sampler_params sp;
     ds_dtype save_dtype;
@@ -102,7 +110,7 @@ static const cli_num_opt grpo_num_opts[] = {
     GRPO_FLT("--clip", 0, 1e9, clip),              GRPO_FLT("--reward-accuracy", -100, 100, w_acc),
     GRPO_FLT("--reward-format", -100, 100, w_fmt), GRPO_INT("--sft-batch", 1, 4096, sft_batch),
     GRPO_FLT("--sft-coef", 0, 1e6, sft_coef),      GRPO_FLT("--sft-confident", 0, 1, sft_conf),
-    GRPO_FLT("--top-entropy", 1e-6, 1, top_ent),
+    GRPO_FLT("--top-entropy", 1e-6, 1, top_ent),  GRPO_FLT("--process-reward", 1e-6, 100, proc),
 };
 
 static int grpo_parse(int argc, char **argv, grpo_args *a) {
@@ -156,6 +164,8 @@ static int grpo_parse(int argc, char **argv, grpo_args *a) {
     if (a->eps_high < 0) a->eps_high = a->eps;
     if (!a->sft_data && (a->sft_coef >= 0 || a->sft_batch > 0 || a->sft_conf > 0))
         return cli_usage_error("grpo", "--sft-coef, --sft-batch and --sft-confident need --sft-data FILE");
+    if (a->proc > 0 && a->top_ent < 1)
+        return cli_usage_error("grpo", "--process-reward and --top-entropy both choose the tokens of the policy term: use one");
     if (a->sft_coef < 0) a->sft_coef = 1.0;
     if (a->sft_batch < 0) a->sft_batch = a->micro;
     if (a->sft_batch > a->micro)
@@ -171,7 +181,8 @@ typedef struct {
     const int *seq;         // (b) the sampled sequence of each row
     int32_t *inp, *tgt;     // (b, T)
     float *old, *ref;       // (b, T) log-probs of the sampling policy / reference (NULL when unused)
-    float *pg;              // (b, T) 1 where the policy term applies, 0 where only KL does (--top-entropy)
+    float *tadv;            // (b, T) the advantage per token, when it is not the sequence's (--top-entropy,
+                            // --process-reward)
 } grpo_mb;
 
 typedef struct {
@@ -190,7 +201,7 @@ static float grpo_coef(void *vctx, int64_t i, float logp) {
     float old = c->uses_old ? c->mb->old[i] : logp;
     float ref = c->mb->ref ? c->mb->ref[i] : logp;
     grpo_token t;
-    grpo_token_eval(c->gp, logp, old, ref, c->mb->pg ? c->adv[k] * c->mb->pg[i] : c->adv[k], &t);
+    grpo_token_eval(c->gp, logp, old, ref, c->mb->tadv ? c->mb->tadv[i] : c->adv[k], &t);
     c->k3_sum += t.k3;
     c->clipped += t.clipped;
     c->ratio_sum += exp((double)logp - (double)old);
@@ -209,6 +220,9 @@ typedef struct {
     int **pids, *plen, max_prompt;
     int *keep;              // (prompts * group) the sequences that enter the update
     float *ent_sel;         // (prompts * group * max_new) --top-entropy: the kept tokens' entropies
+    float *tok_adv;         // (prompts * group, max_new) per-token advantages (--top-entropy, --process-reward)
+    uint8_t *tok_lab;       // (prompts * group, max_new) --process-reward: REWARD_PROC_* per completion token
+    int *grp_bad;           // (prompts) --process-reward: wrong tokens per group
     int *order, cursor, epoch;
     rollout *ro;
     train_model *tm, *ref_tm;
@@ -302,7 +316,15 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
     r->mbs = calloc((size_t)r->n_mbs, sizeof *r->mbs);
     r->keep = malloc(sizeof(int) * (size_t)n_seq);
     if (a->top_ent < 1) r->ent_sel = malloc(sizeof(float) * (size_t)n_seq * (size_t)a->max_new);
-    if (!r->mbs || !r->keep || (a->top_ent < 1 && !r->ent_sel)) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    int per_tok = a->top_ent < 1 || a->proc > 0;
+    if (per_tok) r->tok_adv = malloc(sizeof(float) * (size_t)n_seq * (size_t)a->max_new);
+    if (a->proc > 0) {
+        r->tok_lab = malloc((size_t)n_seq * (size_t)a->max_new);
+        r->grp_bad = malloc(sizeof(int) * (size_t)a->prompts);
+    }
+    if (!r->mbs || !r->keep || (a->top_ent < 1 && !r->ent_sel) || (per_tok && !r->tok_adv) ||
+        (a->proc > 0 && (!r->tok_lab || !r->grp_bad)))
+        return ds_error_set(err, DS_ERR_OOM, "out of memory");
     for (int j = 0; j < r->n_mbs; j++) {
         size_t cells = (size_t)a->micro * (size_t)T;
         grpo_mb *m = &r->mbs[j];
@@ -310,9 +332,8 @@ static ds_status grpo_setup(grpo_run *r, ds_error *err) {
         m->tgt = malloc(cells * sizeof(int32_t));
         m->old = a->iterations > 1 ? malloc(cells * sizeof(float)) : NULL;
         m->ref = a->beta > 0 ? malloc(cells * sizeof(float)) : NULL;
-        m->pg = a->top_ent < 1 ? malloc(cells * sizeof(float)) : NULL;
-        if (!m->inp || !m->tgt || (a->iterations > 1 && !m->old) || (a->beta > 0 && !m->ref) ||
-            (a->top_ent < 1 && !m->pg))
+        m->tadv = per_tok ? malloc(cells * sizeof(float)) : NULL;
+        if (!m->inp || !m->tgt || (a->iterations > 1 && !m->old) || (a->beta > 0 && !m->ref) || (per_tok && !m->tadv))
             return ds_error_set(err, DS_ERR_OOM, "out of memory");
     }
     st = file_mkdirs(a->out_dir, err);
@@ -369,6 +390,49 @@ static ds_status grpo_save(grpo_run *r, int step, ds_error *err) {
     return st;
 }
 
+typedef struct {
+    int64_t tokens, free, checked, bad;
+    int unaligned; // sequences whose tokens do not decode to the text piece by piece (all FREE)
+} grpo_proc_count;
+
+// --process-reward: the labels of one completion's tokens, from the checker's labels of its
+// text (reward_process_labels); a token takes its bytes' most severe label (BAD > OK > FREE >
+// NONE, the enum's order). A problem without a checker gives FREE everywhere: the outcome
+// advantage, as without the option.
+static ds_status grpo_token_labels(grpo_run *r, const task_problem *p, const char *text, size_t n, const int *ids,
+                                   int len, uint8_t *tl, grpo_proc_count *cnt, ds_error *err) {
+    uint8_t *bl = malloc(n + 1);
+    if (!bl) return ds_error_set(err, DS_ERR_OOM, "out of memory");
+    bool checked = reward_process_labels(p, text, n, bl);
+    size_t at = 0;
+    for (int j = 0; j < len && checked; j++) {
+        char *piece = NULL;
+        size_t pl = 0;
+        ds_status st = tokenizer_decode(r->tok, ids + j, 1, true, &piece, &pl, err);
+        if (st) { free(bl); return st; }
+        uint8_t l = REWARD_PROC_NONE;
+        if (at + pl > n || memcmp(text + at, piece, pl)) checked = false;
+        else
+            for (size_t b = at; b < at + pl; b++) l = bl[b] > l ? bl[b] : l;
+        free(piece);
+        at += pl;
+        tl[j] = l;
+    }
+    if (checked && at != n) checked = false;
+    if (!checked) {
+        cnt->unaligned += p->kind == TASK_COUNTDOWN;
+        memset(tl, REWARD_PROC_FREE, (size_t)len);
+    }
+    free(bl);
+    for (int j = 0; j < len; j++) {
+        cnt->free += tl[j] == REWARD_PROC_FREE;
+        cnt->checked += tl[j] >= REWARD_PROC_OK;
+        cnt->bad += tl[j] == REWARD_PROC_BAD;
+    }
+    cnt->tokens += len;
+    return DS_OK;
+}
+
 static ds_status grpo_loop(grpo_run *r, ds_error *err) {
     grpo_args *a = &r->a;
     int G = a->group, P = a->prompts, n_seq = P * G;
@@ -411,6 +475,7 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         double t_sample = cli_now() - t0;
         // rewards
         double sum_r = 0, sum_acc = 0, sum_fmt = 0, sum_len = 0;
+        grpo_proc_count proc_n = {0};
         int64_t comp_tokens = 0;
         for (int k = 0; k < n_seq && !st; k++) {
             char *text = NULL;
@@ -420,7 +485,12 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
             if (st) break;
             reward_result rr;
             reward_score(&r->probs[sel[k / G]], text, &rcfg, &rr);
+            if (r->tok_lab)
+                st = grpo_token_labels(r, &r->probs[sel[k / G]], text, tl,
+                                       (const int *)res.tokens + (int64_t)k * res.max_new, res.len[k],
+                                       r->tok_lab + (int64_t)k * a->max_new, &proc_n, err);
             free(text);
+            if (st) break;
             rew[k] = rr.total;
             acc[k] = rr.accuracy;
             fmt[k] = rr.format;
@@ -434,6 +504,8 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         grpo_advantages(rew, P, G, a->agg != GRPO_AGG_DR, 1e-4f, adv);
         if (a->pos_only)
             for (int k = 0; k < n_seq; k++) adv[k] = adv[k] > 0 ? adv[k] : 0.0f;
+        if (r->tok_lab)
+            grpo_process_advantages(r->tok_lab, res.len, P, G, a->max_new, adv, (float)a->proc, r->tok_adv, r->grp_bad);
         // the sequences of the update: all, or (--filter-groups) those of groups with a spread
         int zero_groups = 0, n_keep = 0;
         int64_t keep_tokens = 0;
@@ -441,7 +513,8 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
             int same = 1;
             for (int i = 1; i < G; i++) same &= rew[g * G + i] == rew[g * G];
             zero_groups += same;
-            if (same && a->filter) continue;
+            // a group whose rewards agree still teaches its wrong steps under --process-reward
+            if (same && a->filter && !(r->grp_bad && r->grp_bad[g])) continue;
             for (int i = 0; i < G; i++) {
                 r->keep[n_keep++] = g * G + i;
                 keep_tokens += res.len[g * G + i];
@@ -460,6 +533,13 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                 for (int j = 0, k = r->keep[q]; j < res.len[k]; j++)
                     r->ent_sel[n_ent++] = res.entropy[(int64_t)k * res.max_new + j];
             ent_thr = grpo_entropy_threshold(r->ent_sel, n_ent, a->top_ent);
+            for (int q = 0; q < n_keep; q++)
+                for (int j = 0, k = r->keep[q]; j < res.len[k]; j++) {
+                    int64_t x = (int64_t)k * res.max_new + j;
+                    int pg = res.entropy[x] >= ent_thr;
+                    r->tok_adv[(int64_t)k * a->max_new + j] = pg ? adv[k] : 0.0f;
+                    pg_tokens += pg;
+                }
         }
         // lay the sequences out as micro-batches: inputs prompt+completion[:-1], targets on the completion
         int n_mbs = (n_keep + a->micro - 1) / a->micro;
@@ -482,13 +562,10 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                     int tok_t = t < np ? pr[t] : ct[t - np];
                     m->inp[(int64_t)q * T + t] = in ? tok_t : 0;
                     m->tgt[(int64_t)q * T + t] = in && t + 1 >= np ? (t + 1 < np ? pr[t + 1] : ct[t + 1 - np]) : -1;
-                    if (m->pg) {
-                        // target t is completion token t + 1 - np
-                        int pg = m->tgt[(int64_t)q * T + t] >= 0 &&
-                                 res.entropy[(int64_t)k * res.max_new + (t + 1 - np)] >= ent_thr;
-                        m->pg[(int64_t)q * T + t] = (float)pg;
-                        pg_tokens += pg;
-                    }
+                    // target t is completion token t + 1 - np
+                    if (m->tadv)
+                        m->tadv[(int64_t)q * T + t] =
+                            m->tgt[(int64_t)q * T + t] >= 0 ? r->tok_adv[(int64_t)k * a->max_new + (t + 1 - np)] : 0.0f;
                 }
             }
             train_loss_weights w0 = {.logp = m->ref};
@@ -565,6 +642,11 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
         if (r->ent_sel)
             fprintf(r->metrics, ", \"pg_tokens\": %.4f, \"pg_entropy_min\": %.4f",
                     keep_tokens ? (double)pg_tokens / (double)keep_tokens : 0.0, ent_thr);
+        if (r->tok_lab)
+            fprintf(r->metrics, ", \"proc_free\": %.4f, \"proc_checked\": %.4f, \"proc_bad\": %.5f, \"proc_unaligned\": %d",
+                    proc_n.tokens ? (double)proc_n.free / (double)proc_n.tokens : 0.0,
+                    proc_n.tokens ? (double)proc_n.checked / (double)proc_n.tokens : 0.0,
+                    proc_n.checked ? (double)proc_n.bad / (double)proc_n.checked : 0.0, proc_n.unaligned);
         fprintf(r->metrics, "}\n");
         fflush(r->metrics);
         double per = (cli_now() - t_start) / step;
@@ -574,6 +656,7 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
                 tty ? "\r\033[K" : "", step, a->steps, sum_r / n, sum_acc / n, sum_fmt / n, kl, clipf, sum_len / n,
                 entropy, (double)comp_tokens / dt);
         if (a->sft_data) fprintf(stderr, "sft %.3f | ", sft_ce);
+        if (r->tok_lab) fprintf(stderr, "bad %.4f | ", proc_n.checked ? (double)proc_n.bad / (double)proc_n.checked : 0.0);
         fprintf(stderr, "ETA %.0fs%s", per * (a->steps - step), tty ? "" : "\n");
         if (a->save_every > 0 && step % a->save_every == 0 && step < a->steps) st = grpo_save(r, step, err);
     }
@@ -596,11 +679,14 @@ int cmd_grpo(int argc, char **argv) {
     int interrupted = cli_interrupted;
     if (r.metrics) fclose(r.metrics);
     for (int j = 0; j < r.n_mbs; j++) {
-        free(r.mbs[j].inp); free(r.mbs[j].tgt); free(r.mbs[j].old); free(r.mbs[j].ref); free(r.mbs[j].pg);
+        free(r.mbs[j].inp); free(r.mbs[j].tgt); free(r.mbs[j].old); free(r.mbs[j].ref); free(r.mbs[j].tadv);
     }
     free(r.mbs);
     free(r.keep);
     free(r.ent_sel);
+    free(r.tok_adv);
+    free(r.tok_lab);
+    free(r.grp_bad);
     chatdata_free(&r.sft);
     free(r.sft_order); free(r.sft_inp); free(r.sft_tgt); free(r.sft_lp); free(r.sft_w);
     rollout_free(r.ro);

@@ -1,5 +1,7 @@
 #include "rl/grpo.h"
 
+#include "rl/reward.h"
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -59,4 +61,29 @@ float grpo_entropy_threshold(float *h, int64_t n, double frac) {
     if (k > n) k = n;
     qsort(h, (size_t)n, sizeof *h, grpo_cmp_desc);
     return h[k - 1];
+}
+
+void grpo_process_advantages(const uint8_t *lab, const int *len, int n_groups, int G, int max_new, const float *adv,
+                             float coef, float *out, int *bad) {
+    for (int g = 0; g < n_groups; g++) {
+        int64_t ok = 0, wrong = 0;
+        for (int i = 0; i < G; i++) {
+            int k = g * G + i;
+            for (int j = 0; j < len[k]; j++) {
+                ok += lab[(int64_t)k * max_new + j] == REWARD_PROC_OK;
+                wrong += lab[(int64_t)k * max_new + j] == REWARD_PROC_BAD;
+            }
+        }
+        double mu = ok + wrong ? (double)ok / (double)(ok + wrong) : 1.0;
+        float a_ok = (float)(coef * (1.0 - mu)), a_bad = (float)(coef * (0.0 - mu));
+        for (int i = 0; i < G; i++) {
+            int k = g * G + i;
+            for (int j = 0; j < max_new; j++) {
+                int64_t x = (int64_t)k * max_new + j;
+                uint8_t l = j < len[k] ? lab[x] : REWARD_PROC_NONE;
+                out[x] = l == REWARD_PROC_FREE ? adv[k] : l == REWARD_PROC_OK ? a_ok : l == REWARD_PROC_BAD ? a_bad : 0.0f;
+            }
+        }
+        if (bad) bad[g] = (int)wrong;
+    }
 }

@@ -43,5 +43,18 @@ typedef struct {
 // entropies h, i.e. the ceil(n * frac)-th largest (ties at it all pass). h is reordered.
 float grpo_entropy_threshold(float *h, int64_t n, double frac);
 
+// Per-token advantages under process supervision (DeepSeekMath's process rewards, at the
+// resolution of single tokens). lab holds one REWARD_PROC_* label per completion token
+// (reward.h; row k of (n_groups * G, max_new), len[k] tokens), adv the outcome advantages.
+// A FREE token (a choice) gets its sequence's outcome advantage; a checked token gets
+// coef * (1 - mu) when right and coef * (0 - mu) when wrong, mu the fraction right among the
+// group's checked tokens (group-relative like the outcome advantage, but not divided by the
+// std, which a rare error would make huge); a NONE token 0, so only the KL term acts on it.
+// A right step in a failed reply is thus no longer pushed down with the reply, and a wrong
+// one is pushed down even in a successful reply. Returns the group-wise count of wrong tokens
+// in bad[g] (may be NULL).
+void grpo_process_advantages(const uint8_t *lab, const int *len, int n_groups, int G, int max_new, const float *adv,
+                             float coef, float *out, int *bad);
+
 // Per-token loss and its derivative with respect to lp.
 void grpo_token_eval(const grpo_params *p, float lp, float lp_old, float lp_ref, float adv, grpo_token *out);

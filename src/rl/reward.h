@@ -54,3 +54,20 @@ int reward_accuracy(const task_problem *p, const char *completion);
 
 // Never fails: a NULL completion or cfg (= defaults) is fine; an unusable problem scores 0.
 void reward_score(const task_problem *p, const char *completion, const reward_config *cfg, reward_result *out);
+
+// Process supervision for the countdown guess trace (task.h; DeepSeekMath's process rewards, at
+// the resolution of single values): a program replays the reply's moves and labels every byte
+// of completion[0..n):
+//   REWARD_PROC_FREE  a choice the trace leaves to the model: a move's operands and operation
+//                     (an operand not among the values left, or a move without a positive
+//                     whole result, is BAD instead);
+//   REWARD_PROC_OK / REWARD_PROC_BAD  a value the trace fixes, right or wrong: the echoed
+//                     target, each result, the verdict word ("yes" iff the result is the target,
+//                     "no" iff one value is left, "left" otherwise), each value left (a dropped
+//                     or extra value marks the separator in its place), "</think>" (wrong
+//                     unless after a "yes"), the boxed answer (right iff accurate);
+//   REWARD_PROC_NONE  keywords and separators, the rest of a line after its first wrong value,
+//                     and anything after text the grammar does not follow.
+// Returns false (label untouched) for a problem without a step checker (arithmetic).
+enum { REWARD_PROC_NONE = 0, REWARD_PROC_FREE = 1, REWARD_PROC_OK = 2, REWARD_PROC_BAD = 3 };
+bool reward_process_labels(const task_problem *p, const char *completion, size_t n, uint8_t *label);

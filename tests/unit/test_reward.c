@@ -230,7 +230,107 @@ static void test_garbage(void **state) {
         reward_score(&c, buf, NULL, &r);
         assert_true((r.accuracy == 0 || r.accuracy == 1) && (r.format == 0 || r.format == 1));
         assert_true(reward_check_countdown(buf, len, v, 4, 26) <= 1);
+        uint8_t lab[2048];
+        assert_true(reward_process_labels(&c, buf, len, lab));
+        for (size_t k = 0; k < len; k++) assert_true(lab[k] <= REWARD_PROC_BAD);
     }
+}
+
+// Process labels: in `marked`, "[o16]" is the text "16" labelled OK ('f' FREE, 'o' OK, 'x'
+// BAD); text outside brackets is labelled NONE.
+static void proc_check(const task_problem *p, const char *marked) {
+    char text[1024] = {0}, want[1024];
+    size_t n = 0;
+    char cur = '.';
+    for (const char *c = marked; *c; c++) {
+        if (*c == '[') { cur = *++c; continue; }
+        if (*c == ']') { cur = '.'; continue; }
+        want[n] = cur;
+        text[n++] = *c;
+    }
+    uint8_t lab[1024];
+    assert_true(reward_process_labels(p, text, n, lab));
+    char got[1025];
+    for (size_t i = 0; i < n; i++) got[i] = ".fox"[lab[i]];
+    got[n] = want[n] = 0;
+    if (strcmp(got, want)) print_error("process labels\n text %.*s\n got  %s\n want %s\n", (int)n, text, got, want);
+    assert_string_equal(got, want);
+}
+
+static void test_process_labels(void **state) {
+    (void)state;
+    const int64_t v3[] = {9, 7, 3}, v4[] = {9, 7, 3, 2};
+    task_problem p = countdown(v3, 3, 30), q = countdown(v4, 4, 30);
+    // a right failed guess, then a right successful one and its answer
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3], [f16] [f-] [f3] = [o13] vs [o30], [ono]\n"
+                   "[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [oyes]\n"
+                   "</think>\n\n\\boxed{[o7*3+9]}");
+    // wrong echoed target; a wrong result leaves the rest of its line unlabelled
+    proc_check(&p, "target [x31]\n9 + 7 = 16");
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [x17], left 17 3, 17 - 3 = 14 vs 30, no\n[f9] [f-] [f7] = [o2]");
+    // a "yes" on a wrong value, and the reasoning closed after it (no "yes" was right)
+    proc_check(&p, "target [o30]\n[f9] [f*] [f3] = [o27] vs [o30], [xyes]\n[x</think>]\n\n\\boxed{9*3}");
+    // a missed "yes"
+    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [xno]\n");
+    // a dropped value (4 numbers: three are left after a move), and a value too many
+    proc_check(&q, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3][x,] 2, 16 + 3\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3] [o2][x ]9");
+    // operands not among the values left, a smaller first operand, inexact division
+    proc_check(&p, "target [o30]\n[x8] + 7 = 15 vs 30, no\n[f7] [f-] [x9] = -2\n[f9] [f/] [x7] = 1\n[f9] [f+] [x9]");
+    // a wrong answer after a right "yes"; closing without one; a word where the verdict goes
+    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [oyes]\n"
+                   "</think>\n\n\\boxed{[x7*3-9]}");
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3], [f16] [f-] [f3] = [o13] vs [o30], [ono]\n"
+                   "[x</think>]\n\n\\boxed{16*3}");
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [xyes]\n[x</think>]");
+    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [oyes]\n"
+                   "[x9] + 7 = 16");
+    // truncated anywhere: never a read past the end (the sanitizer build checks)
+    const char *full = "target 30\n7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes\n</think>\n\n\\boxed{7*3+9}";
+    uint8_t lab[256];
+    for (size_t n = 0; n <= strlen(full); n++) {
+        char *cut = malloc(n ? n : 1);
+        memcpy(cut, full, n);
+        assert_true(reward_process_labels(&p, cut, n, lab));
+        free(cut);
+    }
+    task_problem a = arith("26");
+    lab[0] = 7;
+    assert_false(reward_process_labels(&a, "target 30\n", 10, lab));
+    assert_int_equal(lab[0], 7);
+}
+
+// Every trace the generator writes (repeated numbers included) is labelled right through: no
+// BAD label, every digit checked or free, the answer checked.
+static void test_process_labels_traces(void **state) {
+    (void)state;
+    task_spec spec;
+    ds_error err = {{0}};
+    assert_int_equal(task_spec_parse(TASK_COUNTDOWN, "n:2-5,max:15", &spec, &err), DS_OK);
+    task_problem *ps = NULL;
+    assert_int_equal(task_generate(&spec, 5, TASK_SPLIT_TRAIN, 200, &ps, &err), DS_OK);
+    int n_ok = 0;
+    for (int i = 0; i < 200; i++) {
+        char *tr = NULL;
+        if (task_trace(&ps[i], TASK_CD_TRACE_GUESS, &tr, &err)) continue; // no integer-only solution
+        const char *c = tr + strlen("<think>\n");
+        size_t n = strlen(c);
+        uint8_t *lab = malloc(n);
+        assert_true(reward_process_labels(&ps[i], c, n, lab));
+        int box_ok = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (lab[k] == REWARD_PROC_BAD) print_error("BAD at %zu in\n%s\n", k, c);
+            assert_int_not_equal(lab[k], REWARD_PROC_BAD);
+            if (c[k] >= '0' && c[k] <= '9') assert_int_not_equal(lab[k], REWARD_PROC_NONE);
+            box_ok += lab[k] == REWARD_PROC_OK && k > 0 && c[k - 1] == '{';
+        }
+        assert_int_equal(box_ok, 1);
+        n_ok++;
+        free(lab);
+        free(tr);
+    }
+    assert_true(n_ok > 100);
+    task_problems_free(ps, 200);
 }
 
 int main(void) {
@@ -239,6 +339,8 @@ int main(void) {
         cmocka_unit_test(test_arithmetic),
         cmocka_unit_test(test_countdown),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_process_labels),
+        cmocka_unit_test(test_process_labels_traces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
