@@ -109,15 +109,15 @@ static int proc_line(proc_cur *c, const task_problem *p) {
         if (!proc_judge(c, b, c->i - b == strlen(want) && !memcmp(c->s + b, want, c->i - b))) return 0;
         if (want[0] != 'l') return proc_lit(c, "\n") ? want[0] == 'y' : -1;
         // the values left: the result, then the untouched values (in order in the traces; with a
-        // repeated value either copy may be the one used, so any order is taken)
+        // repeated value either copy may be the one used, so any order is taken). A value may be
+        // dropped: a number need not be used, so ending the list early is a choice.
         int64_t left[TASK_CD_MAX_NUMBERS], rest[TASK_CD_MAX_NUMBERS];
         int nl = 0, nr = nv;
         memcpy(rest, v, sizeof *v * (size_t)nv);
         for (int k = 0; k <= nv; k++) {
-            if (c->i < c->n && c->s[c->i] == ',') {
-                // a value dropped: the separator stands where it should be
-                proc_mark(c, c->i, c->i + 1, REWARD_PROC_BAD);
-                return 0;
+            if (k > 0 && c->i < c->n && c->s[c->i] == ',') {
+                proc_mark(c, c->i, c->i + 1, REWARD_PROC_FREE);
+                break;
             }
             if (!proc_lit(c, " ") || !proc_int(c, &t, &b)) return -1;
             if (!proc_judge(c, b, k == 0 ? t == r : proc_take(rest, &nr, t))) return 0;

@@ -60,12 +60,14 @@ void reward_score(const task_problem *p, const char *completion, const reward_co
 // of completion[0..n):
 //   REWARD_PROC_FREE  a choice the trace leaves to the model: a move's operands and operation
 //                     (an operand not among the values left, or a move without a positive
-//                     whole result, is BAD instead);
+//                     whole result, is BAD instead), and the end of a list of values left
+//                     that drops some (a number need not be used);
 //   REWARD_PROC_OK / REWARD_PROC_BAD  a value the trace fixes, right or wrong: the echoed
 //                     target, each result, the verdict word ("yes" iff the result is the target,
-//                     "no" iff one value is left, "left" otherwise), each value left (a dropped
-//                     or extra value marks the separator in its place), "</think>" (wrong
-//                     unless after a "yes"), the boxed answer (right iff accurate);
+//                     "no" iff one value is left, "left" otherwise), each value left (the result
+//                     first, then any of the untouched values; a value too many marks the space
+//                     before it), "</think>" (wrong unless after a "yes"), the boxed answer
+//                     (right iff accurate);
 //   REWARD_PROC_NONE  keywords and separators, the rest of a line after its first wrong value,
 //                     and anything after text the grammar does not follow.
 // Returns false (label untouched) for a problem without a step checker (arithmetic).

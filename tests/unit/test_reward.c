@@ -272,9 +272,12 @@ static void test_process_labels(void **state) {
     proc_check(&p, "target [o30]\n[f9] [f*] [f3] = [o27] vs [o30], [xyes]\n[x</think>]\n\n\\boxed{9*3}");
     // a missed "yes"
     proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [xno]\n");
-    // a dropped value (4 numbers: three are left after a move), and a value too many
-    proc_check(&q, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3][x,] 2, 16 + 3\n"
-                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3] [o2][x ]9");
+    // 4 numbers: a value dropped (a choice; the walk goes on with the list as written), a value
+    // too many, a value not left, a list without the result first
+    proc_check(&q, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3][f,] [f16] [f+] [f3] = [o19] vs [o30], [ono]\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3] [o2][x ]9\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [x7], 16 - 7\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [x3] 16 2, 16 - 7");
     // operands not among the values left, a smaller first operand, inexact division
     proc_check(&p, "target [o30]\n[x8] + 7 = 15 vs 30, no\n[f7] [f-] [x9] = -2\n[f9] [f/] [x7] = 1\n[f9] [f+] [x9]");
     // a wrong answer after a right "yes"; closing without one; a word where the verdict goes
