@@ -9,7 +9,8 @@
 // - params_model_view: the inference engine reading the trainer's weights gives the same
 //   log-probs as the training forward;
 // - --top-entropy: the threshold of the top fraction on hand-made entropies, and the entropies
-//   the rollout records equal the trainer's entropies at the same positions.
+//   the rollout records equal the trainer's entropies at the same positions;
+// - --process-reward: per-token advantages from process labels on a hand-computed example.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include "model/engine.h"
 #include "model/init.h"
 #include "rl/grpo.h"
+#include "rl/reward.h"
 #include "rl/rollout.h"
 #include "train/params.h"
 #include "train/train_model.h"
@@ -367,6 +369,32 @@ static void test_rollout_entropy_matches_trainer(void **state) {
     params_free(&ps);
 }
 
+static void test_process_advantages_hand(void **state) {
+    (void)state;
+    enum { N = REWARD_PROC_NONE, F = REWARD_PROC_FREE, O = REWARD_PROC_OK, X = REWARD_PROC_BAD };
+    // two groups of 2 sequences, max_new 5. Group 0: 3 right and 1 wrong checked token -> mu 3/4;
+    // the labels past a sequence's length (stale X) must not count. Group 1: all right -> mu 1.
+    const uint8_t lab[4 * 5] = {F, O, X, N, X, //
+                                O, F, O, X, X, //
+                                F, O, N, O, X, //
+                                N, F, X, X, X};
+    const int len[4] = {4, 3, 4, 2};
+    const float adv[4] = {1.0f, -1.0f, 0.5f, -0.5f};
+    float out[20];
+    int bad[2];
+    grpo_process_advantages(lab, len, 2, 2, 5, adv, 2.0f, out, bad);
+    const float want[20] = {1.0f, 0.5f, -1.5f, 0, 0, //
+                            0.5f, -1.0f, 0.5f, 0, 0, //
+                            0.5f, 0, 0, 0, 0,       //
+                            0, -0.5f, 0, 0, 0};
+    for (int i = 0; i < 20; i++) {
+        if (fabsf(out[i] - want[i]) > 1e-6f) print_error("token %d: %g, want %g\n", i, (double)out[i], (double)want[i]);
+        assert_true(fabsf(out[i] - want[i]) <= 1e-6f);
+    }
+    assert_int_equal(bad[0], 1);
+    assert_int_equal(bad[1], 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_advantages_hand),
@@ -377,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_model_view_matches_training_forward),
         cmocka_unit_test(test_entropy_threshold_hand),
         cmocka_unit_test(test_rollout_entropy_matches_trainer),
+        cmocka_unit_test(test_process_advantages_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
