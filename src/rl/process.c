@@ -101,12 +101,17 @@ static int proc_line(proc_cur *c, const task_problem *p) {
         if (!proc_judge(c, b, t == r)) return 0;
         if (!proc_lit(c, " vs ") || !proc_int(c, &t, &b)) return -1;
         if (!proc_judge(c, b, t == p->target)) return 0;
-        if (!proc_lit(c, ", ")) return -1;
-        const char *want = r == p->target ? "yes" : nv == 0 ? "no" : "left";
+        // the verdict with the space before it: tokenizers split ", yes" / ", no" / ", left" at
+        // different places (" " "y" "es" / " n" "o" / " left"), and the token where the replies
+        // part must carry the label
+        if (!proc_lit(c, ",")) return -1;
         b = c->i;
+        if (!proc_lit(c, " ")) return -1;
+        const char *want = r == p->target ? "yes" : nv == 0 ? "no" : "left";
+        size_t w = c->i;
         while (c->i < c->n && c->s[c->i] >= 'a' && c->s[c->i] <= 'z') c->i++;
-        if (c->i == b) return -1;
-        if (!proc_judge(c, b, c->i - b == strlen(want) && !memcmp(c->s + b, want, c->i - b))) return 0;
+        if (c->i == w) return -1;
+        if (!proc_judge(c, b, c->i - w == strlen(want) && !memcmp(c->s + w, want, c->i - w))) return 0;
         if (want[0] != 'l') return proc_lit(c, "\n") ? want[0] == 'y' : -1;
         // the values left: the result, then the untouched values (in order in the traces; with a
         // repeated value either copy may be the one used, so any order is taken). A value may be

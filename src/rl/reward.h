@@ -63,8 +63,10 @@ void reward_score(const task_problem *p, const char *completion, const reward_co
 //                     whole result, is BAD instead), and the end of a list of values left
 //                     that drops some (a number need not be used);
 //   REWARD_PROC_OK / REWARD_PROC_BAD  a value the trace fixes, right or wrong: the echoed
-//                     target, each result, the verdict word ("yes" iff the result is the target,
-//                     "no" iff one value is left, "left" otherwise), each value left (the result
+//                     target, each result, the verdict word with the space before it ("yes" iff
+//                     the result is the target, "no" iff one value is left, "left" otherwise:
+//                     tokenizers split " yes" / " no" / " left" differently, and the token where
+//                     they part must be labelled), each value left (the result
 //                     first, then any of the untouched values; a value too many marks the space
 //                     before it), "</think>" (wrong unless after a "yes"), the boxed answer
 //                     (right iff accurate);

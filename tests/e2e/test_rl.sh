@@ -71,6 +71,19 @@ grep -q '"sft_anchored": 1.0000' "$TMP/grpo-a/metrics.jsonl" || fail "grpo --sft
 f=$(head -n 1 "$TMP/grpo-e/metrics.jsonl" | sed 's/.*"pg_tokens": \([0-9.]*\).*/\1/')
 awk -v f="$f" 'BEGIN { exit !(f >= 0.3 && f < 0.9) }' || fail "grpo --top-entropy 0.3: policy-term fraction '$f'"
 grep -q '"pg_tokens"' "$M" && fail "grpo without --top-entropy logs pg_tokens"
+# --process-reward: a problem without a step checker (arithmetic) keeps the outcome advantage on
+# every token, so the run is the plain one, step for step (the labels and their effect on
+# countdown replies are unit-tested in test_reward / test_grpo)
+for v in plain proc; do
+  extra=""; [ "$v" = proc ] && extra="--process-reward 1"
+  "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-$v" --steps 3 --group 4 --prompts-per-step 4 \
+    --max-new 64 --lr 1e-3 --seed 5 $extra 2>"$TMP/grpo-$v.log" || fail "grpo $extra: $(tail -n 3 "$TMP/grpo-$v.log")"
+  sed 's/, "sample_tok_s.*//' "$TMP/grpo-$v/metrics.jsonl" >"$TMP/grpo-$v.cmp"
+done
+cmp -s "$TMP/grpo-plain.cmp" "$TMP/grpo-proc.cmp" || fail "grpo --process-reward on arithmetic differs from plain GRPO"
+[ "$(grep -c '"proc_free": 1.0000, "proc_checked": 0.0000' "$TMP/grpo-proc/metrics.jsonl")" -eq 3 ] ||
+  fail "grpo --process-reward on arithmetic: $(head -n 1 "$TMP/grpo-proc/metrics.jsonl")"
+grep -q '"proc_free"' "$TMP/grpo-plain/metrics.jsonl" && fail "grpo without --process-reward logs proc_free"
 # --positive-only (the failures' tokens are not pushed down) still learns the sevens
 "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-p" --steps 20 --group 8 --prompts-per-step 8 \
   --max-new 64 --lr 1e-3 --beta 0.04 --seed 1 --positive-only 2>"$TMP/grpo-p.log" ||
@@ -109,6 +122,8 @@ expect 1 "need --sft-data" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -
 expect 1 "exceeds --micro-batch" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --sft-data "$TMP/anchor.jsonl" --sft-batch 64
 expect 1 "--top-entropy" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --top-entropy 0
 expect 1 "--top-entropy" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --top-entropy 1.5
+expect 1 "--process-reward and --top-entropy" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" \
+  --process-reward 1 --top-entropy 0.5
 expect 1 "--loss" "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/x" --loss nope
 expect 1 "--samples" "$DS" eval -m "$TMP/sft" --data "$TMP/seven.jsonl" --samples 0
 echo '{"messages": [{"role": "user", "content": "hi"}]}' >"$TMP/bad.jsonl"

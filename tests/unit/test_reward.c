@@ -262,31 +262,31 @@ static void test_process_labels(void **state) {
     const int64_t v3[] = {9, 7, 3}, v4[] = {9, 7, 3, 2};
     task_problem p = countdown(v3, 3, 30), q = countdown(v4, 4, 30);
     // a right failed guess, then a right successful one and its answer
-    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3], [f16] [f-] [f3] = [o13] vs [o30], [ono]\n"
-                   "[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [oyes]\n"
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30],[o left] [o16] [o3], [f16] [f-] [f3] = [o13] vs [o30],[o no]\n"
+                   "[f7] [f*] [f3] = [o21] vs [o30],[o left] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30],[o yes]\n"
                    "</think>\n\n\\boxed{[o7*3+9]}");
     // wrong echoed target; a wrong result leaves the rest of its line unlabelled
     proc_check(&p, "target [x31]\n9 + 7 = 16");
     proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [x17], left 17 3, 17 - 3 = 14 vs 30, no\n[f9] [f-] [f7] = [o2]");
     // a "yes" on a wrong value, and the reasoning closed after it (no "yes" was right)
-    proc_check(&p, "target [o30]\n[f9] [f*] [f3] = [o27] vs [o30], [xyes]\n[x</think>]\n\n\\boxed{9*3}");
+    proc_check(&p, "target [o30]\n[f9] [f*] [f3] = [o27] vs [o30],[x yes]\n[x</think>]\n\n\\boxed{9*3}");
     // a missed "yes"
-    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [xno]\n");
+    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30],[o left] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30],[x no]\n");
     // 4 numbers: a value dropped (a choice; the walk goes on with the list as written), a value
     // too many, a value not left, a list without the result first
-    proc_check(&q, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3][f,] [f16] [f+] [f3] = [o19] vs [o30], [ono]\n"
-                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3] [o2][x ]9\n"
-                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [x7], 16 - 7\n"
-                   "[f9] [f+] [f7] = [o16] vs [o30], [oleft] [x3] 16 2, 16 - 7");
+    proc_check(&q, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30],[o left] [o16] [o3][f,] [f16] [f+] [f3] = [o19] vs [o30],[o no]\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30],[o left] [o16] [o3] [o2][x ]9\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30],[o left] [o16] [x7], 16 - 7\n"
+                   "[f9] [f+] [f7] = [o16] vs [o30],[o left] [x3] 16 2, 16 - 7");
     // operands not among the values left, a smaller first operand, inexact division
     proc_check(&p, "target [o30]\n[x8] + 7 = 15 vs 30, no\n[f7] [f-] [x9] = -2\n[f9] [f/] [x7] = 1\n[f9] [f+] [x9]");
     // a wrong answer after a right "yes"; closing without one; a word where the verdict goes
-    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [oyes]\n"
+    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30],[o left] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30],[o yes]\n"
                    "</think>\n\n\\boxed{[x7*3-9]}");
-    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [oleft] [o16] [o3], [f16] [f-] [f3] = [o13] vs [o30], [ono]\n"
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30],[o left] [o16] [o3], [f16] [f-] [f3] = [o13] vs [o30],[o no]\n"
                    "[x</think>]\n\n\\boxed{16*3}");
-    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30], [xyes]\n[x</think>]");
-    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30], [oleft] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30], [oyes]\n"
+    proc_check(&p, "target [o30]\n[f9] [f+] [f7] = [o16] vs [o30],[x yes]\n[x</think>]");
+    proc_check(&p, "target [o30]\n[f7] [f*] [f3] = [o21] vs [o30],[o left] [o21] [o9], [f21] [f+] [f9] = [o30] vs [o30],[o yes]\n"
                    "[x9] + 7 = 16");
     // truncated anywhere: never a read past the end (the sanitizer build checks)
     const char *full = "target 30\n7 * 3 = 21 vs 30, left 21 9, 21 + 9 = 30 vs 30, yes\n</think>\n\n\\boxed{7*3+9}";
