@@ -46,6 +46,10 @@ void attn_scores_f32_avx2(float *sc, const float *q, const float *rows, int64_t 
                           int64_t dim, float scale, int acc);
 void attn_wsum_f32_avx2(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows,
                         int64_t dim, int acc);
+void attn_scores_heads_f32_avx2(float *sc, int64_t sc_stride, const float *q, int64_t q_stride, int nh,
+                                const float *rows, int64_t stride, int64_t n_rows, int64_t dim, float scale);
+void attn_wsum_heads_f32_avx2(float *out, int64_t out_stride, const float *p, int64_t p_stride, int nh,
+                              const float *rows, int64_t stride, int64_t n_rows, int64_t dim, int acc);
 float max_f32_avx2(const float *x, int64_t n);
 void act_quantize_avx2(const float *x, act_q8 *y, int64_t n);
 void cvt_q8_0_avx2(float *out, const void *w, int64_t nb); // nb blocks of 32

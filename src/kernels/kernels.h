@@ -71,6 +71,13 @@ void attn_scores_f32(float *sc, const float *q, const float *rows, int64_t strid
                      float scale, int acc);
 // out[0:dim] = sum_j p[j] rows[j][0:dim] (acc = 0), or out += that (acc = 1).
 void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride, int64_t n_rows, int64_t dim, int acc);
+// The same for nh heads sharing the rows (MLA's absorbed decode: every head against the same
+// latent rows): head k's query at q + k q_stride, its scores at sc + k sc_stride (no acc form);
+// its weights at p + k p_stride, its sum at out + k out_stride.
+void attn_scores_heads_f32(float *sc, int64_t sc_stride, const float *q, int64_t q_stride, int nh, const float *rows,
+                           int64_t stride, int64_t n_rows, int64_t dim, float scale);
+void attn_wsum_heads_f32(float *out, int64_t out_stride, const float *p, int64_t p_stride, int nh, const float *rows,
+                         int64_t stride, int64_t n_rows, int64_t dim, int acc);
 
 // ---- RoPE with YaRN -----------------------------------------------------------------
 typedef struct {

@@ -73,6 +73,28 @@ void attn_wsum_f32(float *out, const float *p, const float *rows, int64_t stride
     for (int64_t j = 0; j < n_rows; j++) axpy_f32(out, p[j], rows + j * stride, dim);
 }
 
+void attn_scores_heads_f32(float *sc, int64_t sc_stride, const float *q, int64_t q_stride, int nh, const float *rows,
+                           int64_t stride, int64_t n_rows, int64_t dim, float scale) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) {
+        attn_scores_heads_f32_avx2(sc, sc_stride, q, q_stride, nh, rows, stride, n_rows, dim, scale);
+        return;
+    }
+#endif
+    for (int k = 0; k < nh; k++) attn_scores_f32(sc + k * sc_stride, q + k * q_stride, rows, stride, n_rows, dim, scale, 0);
+}
+
+void attn_wsum_heads_f32(float *out, int64_t out_stride, const float *p, int64_t p_stride, int nh, const float *rows,
+                         int64_t stride, int64_t n_rows, int64_t dim, int acc) {
+#if DS_HAVE_AVX2_KERNELS
+    if (kernels_simd_active()) {
+        attn_wsum_heads_f32_avx2(out, out_stride, p, p_stride, nh, rows, stride, n_rows, dim, acc);
+        return;
+    }
+#endif
+    for (int k = 0; k < nh; k++) attn_wsum_f32(out + k * out_stride, p + k * p_stride, rows, stride, n_rows, dim, acc);
+}
+
 // inp, out are (N, stride) with the norm over the first C values of each row.
 // Order as in HF: normalise, then multiply by the weight.
 void rmsnorm_forward(float *out, const float *inp, const float *weight, int N, int C, int64_t stride, float eps) {

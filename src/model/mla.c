@@ -61,14 +61,12 @@ static void mla_attend_absorbed(ds_engine *e, const ds_block *b, int layer, int 
     int rb = e->attn_row_block;
     for (int j0 = 0; j0 < n; j0 += rb) {
         int m = n - j0 < rb ? n - j0 : rb;
-        for (int k = 0; k < nh; k++)
-            attn_scores_f32(sc + k * ctx + j0, q_cat + k * L, rows + j0 * L, L, m, L, e->softmax_scale, 0);
+        attn_scores_heads_f32(sc + j0, ctx, q_cat, L, nh, rows + j0 * L, L, m, L, e->softmax_scale);
     }
     for (int k = 0; k < nh; k++) softmax_forward(sc + k * ctx, n);
     for (int j0 = 0; j0 < n; j0 += rb) {
         int m = n - j0 < rb ? n - j0 : rb;
-        for (int k = 0; k < nh; k++)
-            attn_wsum_f32(lat + (int64_t)k * dc, sc + k * ctx + j0, rows + j0 * L, L, m, dc, j0 > 0);
+        attn_wsum_heads_f32(lat, dc, sc + j0, ctx, nh, rows + j0 * L, L, m, dc, j0 > 0);
     }
     for (int k = 0; k < nh; k++) {
         int64_t r0 = (int64_t)(h0 + k) * (dn + dv);

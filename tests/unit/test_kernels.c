@@ -275,6 +275,56 @@ static void test_attn_rows(void **state) {
     kernels_force_portable(0);
 }
 
+// The multi-head forms against double references: head counts around the 4-head tile, rows
+// around the 2-row tile, dims with and without 8/16-column remainders, both paths; cells
+// outside each head's n rows / dim columns untouched.
+static void test_attn_rows_heads(void **state) {
+    (void)state;
+    ds_rng rng;
+    ds_rng_seed(&rng, 5, 5);
+    enum { R = 13, S = 83, H = 9, QS = 85, SS = 17, OS = 86 };
+    float rows[R * S], q[H * QS], p[H * SS], sc[H * SS], out[H * OS];
+    fill_normal(rows, R * S, &rng);
+    fill_normal(q, H * QS, &rng);
+    fill_normal(p, H * SS, &rng);
+    static const int dims[] = {1, 8, 15, 16, 40, 83};
+    static const int nrows[] = {0, 1, 2, 3, 12, 13};
+    static const int heads[] = {1, 3, 4, 5, 8, 9};
+    for (int portable = 0; portable < 2; portable++) {
+        kernels_force_portable(portable);
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++)
+            for (size_t ni = 0; ni < sizeof nrows / sizeof *nrows; ni++)
+                for (size_t hi = 0; hi < sizeof heads / sizeof *heads; hi++) {
+                    int dim = dims[di], n = nrows[ni], nh = heads[hi], acc = (int)(ni + hi) & 1;
+                    for (int i = 0; i < H * SS; i++) sc[i] = 0.5f;
+                    for (int i = 0; i < H * OS; i++) out[i] = 1.5f;
+                    attn_scores_heads_f32(sc, SS, q, QS, nh, rows, S, n, dim, 0.25f);
+                    attn_wsum_heads_f32(out, OS, p, SS, nh, rows, S, n, dim, acc);
+                    for (int k = 0; k < H; k++) {
+                        for (int j = 0; j < SS; j++) {
+                            if (k >= nh || j >= n) { assert_true(sc[k * SS + j] == 0.5f); continue; }
+                            double s = 0, m = 0;
+                            for (int c = 0; c < dim; c++) {
+                                s += (double)q[k * QS + c] * rows[j * S + c];
+                                m += fabs((double)q[k * QS + c] * rows[j * S + c]);
+                            }
+                            check_close(sc[k * SS + j], 0.25 * s, 0.25 * m, 1e-5, "attn_scores_heads_f32");
+                        }
+                        for (int c = 0; c < OS; c++) {
+                            if (k >= nh || c >= dim) { assert_true(out[k * OS + c] == 1.5f); continue; }
+                            double s = acc ? 1.5 : 0, m = 1.5;
+                            for (int j = 0; j < n; j++) {
+                                s += (double)p[k * SS + j] * rows[j * S + c];
+                                m += fabs((double)p[k * SS + j] * rows[j * S + c]);
+                            }
+                            check_close(out[k * OS + c], s, m, 1e-5, "attn_wsum_heads_f32");
+                        }
+                    }
+                }
+    }
+    kernels_force_portable(0);
+}
+
 static void test_rmsnorm(void **state) {
     (void)state;
     ds_rng rng;
@@ -375,6 +425,7 @@ int main(void) {
         cmocka_unit_test(test_matvec_rows_offsets),
         cmocka_unit_test(test_dot_axpy),
         cmocka_unit_test(test_attn_rows),
+        cmocka_unit_test(test_attn_rows_heads),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_softmax_entropy),
