@@ -329,54 +329,53 @@ DS_TARGET static inline __m128 hsum4_ps(__m256 a, __m256 b, __m256 c, __m256 d) 
 // loop is bound by the FMA ports, not by loads (one head at a time against 4 rows needs 10
 // loads per 8 FMAs), and each block of rows is read once per 4 heads instead of per head:
 // the rows and all heads' queries together overflow L1, and the rows then come from L2.
+// A partial tile (the last heads or an odd last row) repeats a pointer and drops the extra
+// sums, so every score is summed in the same order whatever the head range: the decode
+// splits heads over threads, and 1 and 2 threads must give the same logits.
 DS_TARGET void attn_scores_heads_f32_avx2(float *sc, int64_t sc_stride, const float *q, int64_t q_stride, int nh,
                                           const float *rows, int64_t stride, int64_t n_rows, int64_t dim, float scale) {
-    int k0 = 0;
     int64_t dv = dim & ~(int64_t)7;
-    for (; k0 + 4 <= nh; k0 += 4) {
-        const float *q0 = q + k0 * q_stride, *q1 = q0 + q_stride, *q2 = q1 + q_stride, *q3 = q2 + q_stride;
-        int64_t j = 0;
-        for (; j + 2 <= n_rows; j += 2) {
-            const float *r0 = rows + j * stride, *r1 = r0 + stride;
+    for (int k0 = 0; k0 < nh; k0 += 4) {
+        int kn = nh - k0 < 4 ? nh - k0 : 4;
+        const float *qk[4];
+        for (int t = 0; t < 4; t++) qk[t] = q + (int64_t)(k0 + (t < kn ? t : 0)) * q_stride;
+        for (int64_t j = 0; j < n_rows; j += 2) {
+            int jn = n_rows - j < 2 ? 1 : 2;
+            const float *r0 = rows + j * stride, *r1 = jn == 2 ? r0 + stride : r0;
             __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
                    a31 = a00;
             for (int64_t c = 0; c < dv; c += 8) {
                 __m256 x0 = _mm256_loadu_ps(r0 + c), x1 = _mm256_loadu_ps(r1 + c), w;
-                w = _mm256_loadu_ps(q0 + c);
+                w = _mm256_loadu_ps(qk[0] + c);
                 a00 = _mm256_fmadd_ps(w, x0, a00);
                 a01 = _mm256_fmadd_ps(w, x1, a01);
-                w = _mm256_loadu_ps(q1 + c);
+                w = _mm256_loadu_ps(qk[1] + c);
                 a10 = _mm256_fmadd_ps(w, x0, a10);
                 a11 = _mm256_fmadd_ps(w, x1, a11);
-                w = _mm256_loadu_ps(q2 + c);
+                w = _mm256_loadu_ps(qk[2] + c);
                 a20 = _mm256_fmadd_ps(w, x0, a20);
                 a21 = _mm256_fmadd_ps(w, x1, a21);
-                w = _mm256_loadu_ps(q3 + c);
+                w = _mm256_loadu_ps(qk[3] + c);
                 a30 = _mm256_fmadd_ps(w, x0, a30);
                 a31 = _mm256_fmadd_ps(w, x1, a31);
             }
-            float s0[4], s1[4];
-            _mm_storeu_ps(s0, hsum4_ps(a00, a10, a20, a30)); // row j, heads k0..k0+3
-            _mm_storeu_ps(s1, hsum4_ps(a01, a11, a21, a31)); // row j + 1
-            for (int64_t c = dv; c < dim; c++)
-                for (int t = 0; t < 4; t++) {
-                    s0[t] += q[(k0 + t) * q_stride + c] * r0[c];
-                    s1[t] += q[(k0 + t) * q_stride + c] * r1[c];
+            float s[2][4];
+            _mm_storeu_ps(s[0], hsum4_ps(a00, a10, a20, a30)); // row j, heads k0..k0+3
+            _mm_storeu_ps(s[1], hsum4_ps(a01, a11, a21, a31)); // row j + 1
+            for (int t = 0; t < kn; t++)
+                for (int i = 0; i < jn; i++) {
+                    const float *r = i ? r1 : r0;
+                    for (int64_t c = dv; c < dim; c++) s[i][t] += qk[t][c] * r[c];
+                    sc[(k0 + t) * sc_stride + j + i] = scale * s[i][t];
                 }
-            for (int t = 0; t < 4; t++) {
-                sc[(k0 + t) * sc_stride + j] = scale * s0[t];
-                sc[(k0 + t) * sc_stride + j + 1] = scale * s1[t];
-            }
         }
-        for (; j < n_rows; j++)
-            for (int t = 0; t < 4; t++)
-                sc[(k0 + t) * sc_stride + j] = scale * dot_f32_avx2(rows + j * stride, q + (k0 + t) * q_stride, dim);
     }
-    for (; k0 < nh; k0++) attn_scores_f32_avx2(sc + k0 * sc_stride, q + k0 * q_stride, rows, stride, n_rows, dim, scale, 0);
 }
 
 // Tiles of 4 heads x 16 columns: per row 2 row loads and 4 broadcast weights feed 8 FMAs, and
-// the block's rows are read once per 4 heads (see the scores above).
+// the block's rows are read once per 4 heads (see the scores above). Every output is an FMA
+// chain over the rows in order, as in attn_wsum_f32_avx2, which the last heads use: the same
+// sums whatever the head range.
 DS_TARGET void attn_wsum_heads_f32_avx2(float *out, int64_t out_stride, const float *p, int64_t p_stride, int nh,
                                         const float *rows, int64_t stride, int64_t n_rows, int64_t dim, int acc) {
     int k0 = 0;
@@ -415,8 +414,18 @@ DS_TARGET void attn_wsum_heads_f32_avx2(float *out, int64_t out_stride, const fl
             _mm256_storeu_ps(o0 + 2 * out_stride + c, a20), _mm256_storeu_ps(o0 + 2 * out_stride + c + 8, a21);
             _mm256_storeu_ps(o0 + 3 * out_stride + c, a30), _mm256_storeu_ps(o0 + 3 * out_stride + c + 8, a31);
         }
+        int64_t c8 = d16;
+        // an 8-column remainder and a scalar tail summed as attn_wsum_f32_avx2 sums them
+        for (; c8 + 8 <= dim; c8 += 8)
+            for (int t = 0; t < 4; t++) {
+                float *o = o0 + t * out_stride + c8;
+                __m256 a0 = acc ? _mm256_loadu_ps(o) : _mm256_setzero_ps();
+                for (int64_t j = 0; j < n_rows; j++)
+                    a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[(k0 + t) * p_stride + j]), _mm256_loadu_ps(rows + j * stride + c8), a0);
+                _mm256_storeu_ps(o, a0);
+            }
         for (int t = 0; t < 4; t++)
-            for (int64_t c = d16; c < dim; c++) {
+            for (int64_t c = c8; c < dim; c++) {
                 float s = acc ? o0[t * out_stride + c] : 0.0f;
                 for (int64_t j = 0; j < n_rows; j++) s += p[(k0 + t) * p_stride + j] * rows[j * stride + c];
                 o0[t * out_stride + c] = s;
