@@ -277,7 +277,8 @@ static void test_attn_rows(void **state) {
 
 // The multi-head forms against double references: head counts around the 4-head tile, rows
 // around the 2-row tile, dims with and without 8/16-column remainders, both paths; cells
-// outside each head's n rows / dim columns untouched.
+// outside each head's n rows / dim columns untouched; splitting the heads in two calls gives
+// the same bits.
 static void test_attn_rows_heads(void **state) {
     (void)state;
     ds_rng rng;
@@ -300,6 +301,18 @@ static void test_attn_rows_heads(void **state) {
                     for (int i = 0; i < H * OS; i++) out[i] = 1.5f;
                     attn_scores_heads_f32(sc, SS, q, QS, nh, rows, S, n, dim, 0.25f);
                     attn_wsum_heads_f32(out, OS, p, SS, nh, rows, S, n, dim, acc);
+                    // the decode splits heads over threads: any split gives the very same bits
+                    for (int h0 = 1; h0 < nh; h0 += 2) {
+                        float sc2[H * SS], out2[H * OS];
+                        for (int i = 0; i < H * SS; i++) sc2[i] = 0.5f;
+                        for (int i = 0; i < H * OS; i++) out2[i] = 1.5f;
+                        attn_scores_heads_f32(sc2, SS, q, QS, h0, rows, S, n, dim, 0.25f);
+                        attn_scores_heads_f32(sc2 + h0 * SS, SS, q + h0 * QS, QS, nh - h0, rows, S, n, dim, 0.25f);
+                        attn_wsum_heads_f32(out2, OS, p, SS, h0, rows, S, n, dim, acc);
+                        attn_wsum_heads_f32(out2 + h0 * OS, OS, p + h0 * SS, SS, nh - h0, rows, S, n, dim, acc);
+                        assert_memory_equal(sc2, sc, sizeof sc2);
+                        assert_memory_equal(out2, out, sizeof out2);
+                    }
                     for (int k = 0; k < H; k++) {
                         for (int j = 0; j < SS; j++) {
                             if (k >= nh || j >= n) { assert_true(sc[k * SS + j] == 0.5f); continue; }
