@@ -73,8 +73,8 @@ static void grpo_usage(FILE *f) {
             "                       operations) get the outcome advantage, every value the trace fixes\n"
             "                       (results, verdicts, values left, the answer) gets C x (1 - mu) when\n"
             "                       right and C x (0 - mu) when wrong, mu the group's fraction right, and\n"
-            "                       keywords get none (KL only). Problems without a checker keep the\n"
-            "                       outcome advantage on every token. With --filter-groups a group with\n"
+            "                       keywords get none (KL only). Problems without a checker, and replies\n"
+            "                       it cannot follow at all, keep the outcome advantage on every token. With --filter-groups a group with\n"
             "                       a wrong value stays. Logged as proc_free, proc_checked, proc_bad.\n"
             "  --sft-confident P    anchor only the targets the reference model predicts with probability\n"
             "                       >= P (0 = all, the default): what SFT taught for sure (the arithmetic of\n"
@@ -392,13 +392,16 @@ static ds_status grpo_save(grpo_run *r, int step, ds_error *err) {
 
 typedef struct {
     int64_t tokens, free, checked, bad;
-    int unaligned; // sequences whose tokens do not decode to the text piece by piece (all FREE)
+    int unchecked; // countdown replies left to the outcome advantage (all FREE): nothing in them
+                   // followed the checker's grammar, or their tokens do not decode to the text
+                   // piece by piece
 } grpo_proc_count;
 
 // --process-reward: the labels of one completion's tokens, from the checker's labels of its
 // text (reward_process_labels); a token takes its bytes' most severe label (BAD > OK > FREE >
-// NONE, the enum's order). A problem without a checker gives FREE everywhere: the outcome
-// advantage, as without the option.
+// NONE, the enum's order). A problem without a checker, or a reply the checker could not
+// follow at all (another trace format), gives FREE everywhere: the outcome advantage, as
+// without the option, rather than no policy term.
 static ds_status grpo_token_labels(grpo_run *r, const task_problem *p, const char *text, size_t n, const int *ids,
                                    int len, uint8_t *tl, grpo_proc_count *cnt, ds_error *err) {
     uint8_t *bl = malloc(n + 1);
@@ -419,8 +422,12 @@ static ds_status grpo_token_labels(grpo_run *r, const task_problem *p, const cha
         tl[j] = l;
     }
     if (checked && at != n) checked = false;
+    if (checked) {
+        checked = false;
+        for (size_t b = 0; b < n && !checked; b++) checked = bl[b] != REWARD_PROC_NONE;
+    }
     if (!checked) {
-        cnt->unaligned += p->kind == TASK_COUNTDOWN;
+        cnt->unchecked += p->kind == TASK_COUNTDOWN;
         memset(tl, REWARD_PROC_FREE, (size_t)len);
     }
     free(bl);
@@ -643,10 +650,10 @@ static ds_status grpo_loop(grpo_run *r, ds_error *err) {
             fprintf(r->metrics, ", \"pg_tokens\": %.4f, \"pg_entropy_min\": %.4f",
                     keep_tokens ? (double)pg_tokens / (double)keep_tokens : 0.0, ent_thr);
         if (r->tok_lab)
-            fprintf(r->metrics, ", \"proc_free\": %.4f, \"proc_checked\": %.4f, \"proc_bad\": %.5f, \"proc_unaligned\": %d",
+            fprintf(r->metrics, ", \"proc_free\": %.4f, \"proc_checked\": %.4f, \"proc_bad\": %.5f, \"proc_unchecked\": %d",
                     proc_n.tokens ? (double)proc_n.free / (double)proc_n.tokens : 0.0,
                     proc_n.tokens ? (double)proc_n.checked / (double)proc_n.tokens : 0.0,
-                    proc_n.checked ? (double)proc_n.bad / (double)proc_n.checked : 0.0, proc_n.unaligned);
+                    proc_n.checked ? (double)proc_n.bad / (double)proc_n.checked : 0.0, proc_n.unchecked);
         fprintf(r->metrics, "}\n");
         fflush(r->metrics);
         double per = (cli_now() - t_start) / step;

@@ -84,6 +84,13 @@ cmp -s "$TMP/grpo-plain.cmp" "$TMP/grpo-proc.cmp" || fail "grpo --process-reward
 [ "$(grep -c '"proc_free": 1.0000, "proc_checked": 0.0000' "$TMP/grpo-proc/metrics.jsonl")" -eq 3 ] ||
   fail "grpo --process-reward on arithmetic: $(head -n 1 "$TMP/grpo-proc/metrics.jsonl")"
 grep -q '"proc_free"' "$TMP/grpo-plain/metrics.jsonl" && fail "grpo without --process-reward logs proc_free"
+# countdown replies the checker cannot follow (the shipped model writes search traces, not the
+# guess traces it checks) keep the outcome advantage too, rather than losing the policy term
+"$DS" tasks --task countdown --n 2 --seed 3 -o "$TMP/cd2.jsonl" 2>/dev/null || fail "tasks countdown"
+"$DS" grpo -m models/tiny-r1 --tasks "$TMP/cd2.jsonl" -o "$TMP/grpo-cd" --steps 1 --group 4 --prompts-per-step 2 \
+  --max-new 48 --process-reward 1 2>"$TMP/grpo-cd.log" || fail "grpo --process-reward countdown: $(tail -n 3 "$TMP/grpo-cd.log")"
+grep -q '"proc_free": 1.0000, "proc_checked": 0.0000, "proc_bad": 0.00000, "proc_unchecked": 8' "$TMP/grpo-cd/metrics.jsonl" ||
+  fail "grpo --process-reward on search traces: $(cat "$TMP/grpo-cd/metrics.jsonl")"
 # --positive-only (the failures' tokens are not pushed down) still learns the sevens
 "$DS" grpo -m "$TMP/sft" --tasks "$TMP/seven.jsonl" -o "$TMP/grpo-p" --steps 20 --group 8 --prompts-per-step 8 \
   --max-new 64 --lr 1e-3 --beta 0.04 --seed 1 --positive-only 2>"$TMP/grpo-p.log" ||
