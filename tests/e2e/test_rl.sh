@@ -87,7 +87,7 @@ grep -q '"proc_free"' "$TMP/grpo-plain/metrics.jsonl" && fail "grpo without --pr
 # countdown replies the checker cannot follow (the shipped model writes search traces, not the
 # guess traces it checks) keep the outcome advantage too, rather than losing the policy term
 "$DS" tasks --task countdown --n 2 --seed 3 -o "$TMP/cd2.jsonl" 2>/dev/null || fail "tasks countdown"
-"$DS" grpo -m models/tiny-r1 --tasks "$TMP/cd2.jsonl" -o "$TMP/grpo-cd" --steps 1 --group 4 --prompts-per-step 2 \
+"$DS" grpo -m "$HERE/../../models/tiny-r1" --tasks "$TMP/cd2.jsonl" -o "$TMP/grpo-cd" --steps 1 --group 4 --prompts-per-step 2 \
   --max-new 48 --process-reward 1 2>"$TMP/grpo-cd.log" || fail "grpo --process-reward countdown: $(tail -n 3 "$TMP/grpo-cd.log")"
 grep -q '"proc_free": 1.0000, "proc_checked": 0.0000, "proc_bad": 0.00000, "proc_unchecked": 8' "$TMP/grpo-cd/metrics.jsonl" ||
   fail "grpo --process-reward on search traces: $(cat "$TMP/grpo-cd/metrics.jsonl")"
