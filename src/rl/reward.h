@@ -59,8 +59,9 @@ void reward_score(const task_problem *p, const char *completion, const reward_co
 // the resolution of single values): a program replays the reply's moves and labels every byte
 // of completion[0..n):
 //   REWARD_PROC_FREE  a choice the trace leaves to the model: a move's operands and operation
-//                     (an operand not among the values left, or a move without a positive
-//                     whole result, is BAD instead), and the end of a list of values left
+//                     (an operand not among the values left, a smaller first operand as the
+//                     traces never write one, or a move without a positive whole result, is
+//                     BAD instead), and the end of a list of values left
 //                     that drops some (a number need not be used);
 //   REWARD_PROC_OK / REWARD_PROC_BAD  a value the trace fixes, right or wrong: the echoed
 //                     target, each result, the verdict word with the space before it ("yes" iff
